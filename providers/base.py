@@ -1,0 +1,115 @@
+"""The provider contract: what every model backend implements and what it yields.
+
+A provider turns one chat request into an iterator of small immutable chunks. It knows its
+vendor's wire protocol and nothing about Flask, storage or our own event stream; the relay
+around it owns persistence, heartbeats and framing (the shape of simonw/llm's ``Model.execute``).
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping
+
+ROLES = ("user", "assistant")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    def as_dict(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One piece of a reply. Usually exactly one field is set."""
+
+    text: str = ""
+    reasoning: str = ""
+    usage: Usage | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A provider-neutral turn: storage knows roles and text, providers know their formats."""
+
+    role: str  # "user" or "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str  # the provider's own model name: the part of the id after "<provider>/"
+    messages: tuple[Message, ...]  # oldest first, ends with the new user turn
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str  # "<provider>/<model>"
+    provider: str
+    label: str
+    context_tokens: int = 8192  # budget for the history sent upstream
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "provider": self.provider, "label": self.label}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """A model as the operator configured it: its name upstream and how it is shown."""
+
+    name: str
+    label: str = ""
+    context_tokens: int = 8192
+
+
+class Provider(abc.ABC):
+    """One configured backend. ``name`` is the prefix of its model ids."""
+
+    def __init__(self, name: str, models: list[ModelEntry]):
+        self.name = name
+        self._models = {m.name: m for m in models}
+
+    def models(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(f"{self.name}/{m.name}", self.name, m.label or m.name, m.context_tokens)
+            for m in self._models.values()
+        ]
+
+    def has_model(self, model: str) -> bool:
+        return model in self._models
+
+    def context_tokens(self, model: str) -> int:
+        entry = self._models.get(model)
+        return entry.context_tokens if entry else 8192
+
+    @abc.abstractmethod
+    def stream(self, request: ChatRequest) -> Iterator[Chunk]:
+        """Yield the reply as it arrives; raise a ``ProviderError`` on failure.
+
+        The returned iterator must be a generator (or support ``close()``): closing it
+        early must release the upstream connection at once, so the vendor stops generating.
+        """
+
+    def close(self) -> None:
+        """Release pooled connections (called when the app shuts down)."""
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """What the registry hands a provider factory: one table of operator configuration."""
+
+    name: str
+    options: Mapping[str, object] = field(default_factory=dict)
+    source: str = "environment"  # where the options came from, for error messages

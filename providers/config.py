@@ -1,0 +1,148 @@
+"""Reading operator configuration for providers: environment variables and the TOML file.
+
+Every provider module reads its options through ``Options``, so a bad value always produces
+the same kind of message: it names the file (or environment), the table and the field.
+Base URLs come only from here, never from a request (see NextChat CVE-2023-49785).
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from .base import ModelEntry, ProviderSettings
+from .errors import ConfigurationError
+
+
+class Options:
+    """Typed access to one provider table, with errors that point at the offending field."""
+
+    def __init__(self, settings: ProviderSettings, env: Mapping[str, str] | None = None,
+                 env_names: Mapping[str, str] | None = None):
+        self.settings = settings
+        self.env = os.environ if env is None else env
+        self._env_names = env_names or {}
+
+    def where(self, field: str) -> str:
+        if field in self._env_names:
+            return f"environment variable {self._env_names[field]}"
+        return f"{self.settings.source}: [providers.{self.settings.name}] field '{field}'"
+
+    def fail(self, field: str, problem: str) -> ConfigurationError:
+        return ConfigurationError(f"{self.where(field)}: {problem}")
+
+    def string(self, field: str, default: str | None = None) -> str:
+        value = self.settings.options.get(field, default)
+        if value is None:
+            raise self.fail(field, "is required")
+        if not isinstance(value, str):
+            raise self.fail(field, "must be a string")
+        return value
+
+    def number(self, field: str, default: float, minimum: float = 0.0) -> float:
+        value = self.settings.options.get(field, default)
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise self.fail(field, f"must be a number, not {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            raise self.fail(field, f"must be a number of at least {minimum}")
+        return float(value)
+
+    def boolean(self, field: str, default: bool) -> bool:
+        value = self.settings.options.get(field, default)
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+        if not isinstance(value, bool):
+            raise self.fail(field, "must be true or false")
+        return value
+
+    def url(self, field: str, default: str | None = None, schemes=("http", "https")) -> str:
+        value = self.string(field, default).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise self.fail(field, f"must be a {' or '.join(schemes)} URL, not {value!r}")
+        return value
+
+    def secret(self, field: str, required: bool = True) -> str:
+        """A key given directly (``api_key``) or by the name of the variable that holds it
+        (``api_key_env``), so the TOML file itself need not contain secrets."""
+        value = self.settings.options.get(field)
+        env_name = self.settings.options.get(f"{field}_env")
+        if value is None and env_name is not None:
+            if not isinstance(env_name, str):
+                raise self.fail(f"{field}_env", "must be the name of an environment variable")
+            value = self.env.get(env_name)
+            if not value and required:
+                raise self.fail(f"{field}_env", f"names {env_name}, which is not set")
+        if value is None or value == "":
+            if required:
+                raise self.fail(field, f"is required (or {field}_env naming a variable)")
+            return ""
+        if not isinstance(value, str):
+            raise self.fail(field, "must be a string")
+        return value
+
+    def headers(self, field: str = "headers") -> dict[str, str]:
+        value = self.settings.options.get(field, {})
+        if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise self.fail(field, "must be a table of strings")
+        return dict(value)
+
+    def models(self, field: str = "models", default: list[str] | None = None,
+               labels: Mapping[str, str] | None = None,
+               context_tokens: Mapping[str, int] | None = None) -> list[ModelEntry]:
+        """Either a comma-separated string, or a list of names or {name, label, context_tokens}."""
+        value = self.settings.options.get(field, default)
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or not value:
+            raise self.fail(field, "must list at least one model")
+        labels = labels or {}
+        context_tokens = context_tokens or {}
+        entries = []
+        for item in value:
+            if isinstance(item, str):
+                item = {"name": item}
+            if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) \
+                    or not item["name"]:
+                raise self.fail(field, "each model must be a name or a table with a 'name'")
+            name = item["name"]
+            label = item.get("label", labels.get(name, name))
+            tokens = item.get("context_tokens", context_tokens.get(name, 8192))
+            if not isinstance(label, str) or isinstance(tokens, bool) or not isinstance(tokens, int):
+                raise self.fail(field, f"model {name!r}: label must be text, context_tokens a whole number")
+            entries.append(ModelEntry(name, label, tokens))
+        return entries
+
+
+def load_config_file(path: str) -> dict[str, ProviderSettings]:
+    """The ``[providers.<name>]`` tables of the STREAMDESK_CONFIG file, in file order."""
+    try:
+        with open(path, "rb") as f:
+            document = tomllib.load(f)
+    except OSError as e:
+        raise ConfigurationError(f"STREAMDESK_CONFIG: cannot read {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigurationError(f"{path}: not valid TOML: {e}") from None
+    tables = document.get("providers", {})
+    if not isinstance(tables, dict):
+        raise ConfigurationError(f"{path}: 'providers' must be a table of [providers.<name>] tables")
+    settings = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigurationError(f"{path}: [providers.{name}] must be a table")
+        if not name or "/" in name or name == "demo":
+            raise ConfigurationError(f"{path}: [providers.{name}]: the name may not contain '/' "
+                                     "or be 'demo'")
+        if not isinstance(table.get("type"), str):
+            raise ConfigurationError(f"{path}: [providers.{name}] field 'type' is required")
+        settings[name] = ProviderSettings(name, table, source=path)
+    return settings

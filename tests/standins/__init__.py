@@ -1,0 +1,35 @@
+"""Stand-in model services for the tests: real servers on loopback speaking each vendor's
+protocol, including its error shapes. Nothing here is a mock of our own code."""
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server on 127.0.0.1 with an ephemeral port, run in a background thread.
+
+    Use as a context manager. ``handler_class`` gets the server as ``self.server`` and can keep
+    per-test state (scenarios, counters, events) on it.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, handler_class: type[BaseHTTPRequestHandler]):
+        super().__init__(("127.0.0.1", 0), handler_class)
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+        self.server_close()
+        self._thread.join(timeout=5)
