@@ -79,7 +79,7 @@ class Options:
             if not isinstance(env_name, str):
                 raise self.fail(f"{field}_env", "must be the name of an environment variable")
             value = self.env.get(env_name)
-            if not value and required:
+            if not value:  # naming an unset variable is a mistake even for optional keys
                 raise self.fail(f"{field}_env", f"names {env_name}, which is not set")
         if value is None or value == "":
             if required:

@@ -75,7 +75,7 @@ class UpstreamError(ProviderError):
     default_message = "The model service reported an error."
 
 
-class InterruptedError_(ProviderError):
+class StreamInterruptedError(ProviderError):
     code = "interrupted"
     default_message = "The reply was cut off before it finished."
 
@@ -92,10 +92,6 @@ class ConfigurationError(ProviderError):
     code = "configuration"
     default_message = "This model is not configured correctly. Ask the operator."
 
-
-# The stdlib already has InterruptedError; export ours under a clear name.
-StreamInterruptedError = InterruptedError_
-del InterruptedError_
 
 
 _KEY_LIKE = re.compile(r"\b(?:sk|bce-v3|ALTAK|Bearer)[-_/.*\w]{6,}")

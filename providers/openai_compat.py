@@ -99,11 +99,13 @@ class OpenAICompatProvider(Provider):
         # decode_unicode=True) is wrong twice: one byte per read makes a Python call per byte,
         # and decoded text is split by str.splitlines(), which also breaks at U+2028 inside
         # JSON strings. The default chunk size still returns each HTTP chunk as it arrives.
-        for line in response.iter_lines():
+        lines = response.iter_lines()
+        for line in lines:
             event = decoder.feed_line(line)
             if event is None:
                 continue
             if event.data == "[DONE]":
+                _drain(lines)
                 yield Chunk(finish_reason=finish_reason or "stop")
                 return
             try:
@@ -175,6 +177,16 @@ class OpenAICompatProvider(Provider):
             return UpstreamUnavailableError(explain(UpstreamUnavailableError.default_message),
                                             retry_after=retry_after)
         return UpstreamError(explain(f"The {self.name} model service answered HTTP {status}."))
+
+
+def _drain(lines: Iterator[bytes]) -> None:
+    """Read what follows [DONE] (normally just the end of the chunked body): a response read
+    to its end goes back to the session's pool, one closed early loses its connection."""
+    try:
+        for _ in lines:
+            pass
+    except requests.RequestException:
+        pass  # the reply is complete; the connection is simply not reused
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

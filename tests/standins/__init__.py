@@ -18,7 +18,8 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, handler_class: type[BaseHTTPRequestHandler]):
         super().__init__(("127.0.0.1", 0), handler_class)
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        # A short poll interval keeps shutdown() (once per test) from waiting 0.5 s.
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def base_url(self) -> str:

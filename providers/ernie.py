@@ -1,0 +1,441 @@
+"""Baidu ERNIE over Wenxin Workshop v1: an OAuth access token, then a JSON POST answered by SSE.
+
+Protocol facts: shared/reference/providers.md section 2 (SSE rules: section 4). What bites:
+the token and both keys travel in query strings, so no URL and no ``str()`` of a requests error
+may reach a message or a log; there is no ``[DONE]`` (``is_end`` ends a reply); errors arrive as
+a plain JSON body with HTTP 200 even for ``stream: true``; and the message list must be odd,
+alternating and start and end with ``user``, with the system prompt in its own field.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import re
+import threading
+import time
+from typing import Callable, Iterator, Mapping, Sequence
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
+
+from streamdesk.sse import SSEDecoder
+
+from .base import ROLES, ChatRequest, Chunk, Message, ModelEntry, Provider, ProviderSettings, Usage
+from .config import Options
+from .errors import (AuthError, BadRequestError, ConfigurationError, ContentRefusedError,
+                     ProviderError, QuotaExceededError, RateLimitError, StreamInterruptedError,
+                     UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError, redact)
+from .history import estimate_tokens, trim_to_budget
+from .retry import RetryPolicy, retry_before_first_chunk
+
+TYPE = "ernie"
+DEFAULT_BASE_URL = "https://aip.baidubce.com"
+TOKEN_PATH = "/oauth/2.0/token"
+CHAT_PATH = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/"
+log = logging.getLogger(__name__)
+
+# endpoint -> (label, context window, tokens kept free for the reply). The 8K models take at
+# most 5120 input tokens, so 3072 stay free; the 128K ones reply with up to 4096.
+ENDPOINTS = {
+    "completions_pro": ("ERNIE 4.0", 8192, 3072),
+    "completions": ("ERNIE 3.5", 8192, 3072),
+    "ernie-3.5-128k": ("ERNIE 3.5 128K", 131072, 4096),
+    "ernie_speed": ("ERNIE Speed", 8192, 3072),
+    "ernie-speed-128k": ("ERNIE Speed 128K", 131072, 4096),
+    "ernie-lite-8k": ("ERNIE Lite", 8192, 3072),
+    "ernie-tiny-8k": ("ERNIE Tiny", 8192, 3072),
+    "ernie-4.0-turbo-8k-preview": ("ERNIE 4.0 Turbo (preview)", 8192, 3072),
+}
+_UNAVAILABLE = {2, 336000, 336100}
+_RATE_LIMITED = {4, 18, 336501, 336502}
+_QUOTA = {17, 19}
+_BAD_REQUEST = set(range(336001, 336008)) | set(range(336101, 336106))
+_PERMISSION = {6, 13, 14, 15}
+_TOKEN_REJECTED = {110, 111}
+_ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_QUERY_SECRET = re.compile(r"((?:access_token|client_id|client_secret)=)[^&\s\"']+")
+_TOKEN_LIKE = re.compile(r"\b\d+\.[0-9a-f]{16,}\.[\w.-]+")
+
+
+class _RedactQuerySecrets(logging.Filter):
+    """urllib3 logs each request line, query string included, at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_QUERY_SECRET.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+for _name in ("urllib3.connectionpool", "urllib3.util.retry"):
+    logging.getLogger(_name).addFilter(_RedactQuerySecrets())
+
+
+class _TokenRejected(Exception):
+    """Error 110/111: the caller refreshes the token and replays once."""
+
+
+class TokenCache:
+    """One access token per credential pair, fetched by one caller while the others wait.
+
+    gevent patches ``threading.Lock`` into a cooperative lock, so a hundred greenlets asking at
+    once still cause one fetch. A failed fetch is handed to the callers that were waiting for it
+    instead of being repeated by each in turn (a dead token service would otherwise cost each
+    of them a full timeout, one after another).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._current: tuple[str, float] | None = None  # (token, refresh after); swapped whole
+        self._failures = 0
+        self._last_failure: ProviderError | None = None
+
+    def _fresh(self) -> str | None:
+        current = self._current
+        return current[0] if current and self._clock() < current[1] else None
+
+    def get(self, fetch: Callable[[], tuple[str, float]]) -> str:
+        token = self._fresh()
+        if token:
+            return token
+        failures = self._failures
+        with self._lock:
+            token = self._fresh()
+            if token:
+                return token
+            if self._failures != failures and self._last_failure is not None:
+                e = self._last_failure
+                raise type(e)(e.message, retryable=e.retryable, upstream_code=e.upstream_code)
+            try:
+                token, expires_in = fetch()
+            except ProviderError as error:
+                self._failures += 1
+                self._last_failure = error
+                raise
+            # Refresh well ahead of expiry: 10 % of the lifetime, at most a day (of 30).
+            self._current = (token, self._clock() + expires_in - min(expires_in * 0.1, 86400.0))
+            return token
+
+    def invalidate(self, token: str) -> None:
+        """Forget ``token`` if it is still the cached one: a hundred replies failing with the
+        same expired token cause one refresh, not a hundred."""
+        with self._lock:
+            if True:
+                self._current = None
+
+
+_SHARED: dict[str, TokenCache] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_token_cache(token_url: str, api_key: str, secret_key: str) -> TokenCache:
+    key = hashlib.sha256("\0".join((token_url, api_key, secret_key)).encode()).hexdigest()
+    with _SHARED_LOCK:
+        return _SHARED.setdefault(key, TokenCache())
+
+
+def repair_history(messages: Sequence[Message]) -> list[Message]:
+    """Make stored turns acceptable to ERNIE: alternating, first and last from the user.
+
+    Turns without text (a failed or cancelled reply) are dropped. Turns in a row from the same
+    side are merged, so a question that never got its answer still reaches the model; an exact
+    repeat (the user pressed retry) is kept once. Assistant turns at either end are dropped.
+    """
+    groups: list[tuple[str, list[str]]] = []
+    for message in messages:
+        text = message.content.strip()
+        if message.role not in ROLES or not text:
+            continue
+        if groups and groups[-1][0] == message.role:
+            if groups[-1][1][-1] != text:
+                groups[-1][1].append(text)
+        else:
+            groups.append((message.role, [text]))
+    while groups and groups[0][0] != "user":
+        groups.pop(0)
+    while groups and groups[-1][0] != "user":
+        groups.pop()
+    return [Message(role, "\n\n".join(texts)) for role, texts in groups]
+
+
+class ErnieProvider(Provider):
+    def __init__(self, name: str, models: list[ModelEntry], base_url: str, api_key: str,
+                 secret_key: str, connect_timeout: float = 10.0, idle_timeout: float = 60.0,
+                 max_connections: int = 100, retry: RetryPolicy = RetryPolicy(),
+                 sleep: Callable[[float], None] = time.sleep, tokens: TokenCache | None = None,
+                 credentials_hint: str = "the API key and secret key"):
+        super().__init__(name, models)
+        self.token_url = base_url + TOKEN_PATH
+        self.chat_url = base_url + CHAT_PATH
+        self.timeout = (connect_timeout, idle_timeout)  # the read timeout bounds each silence
+        self.retry, self._sleep = retry, sleep
+        self._api_key, self._secret_key = api_key, secret_key
+        self._secrets = (api_key, secret_key)
+        self._hint = credentials_hint
+        self.tokens = tokens or shared_token_cache(self.token_url, api_key, secret_key)
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_connections, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"Accept-Encoding": "identity"})  # compression buffers streams
+
+    def stream(self, request: ChatRequest) -> Iterator[Chunk]:
+        return retry_before_first_chunk(lambda: self._authorised(request), self.retry, self._sleep)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request_body(self, request: ChatRequest) -> dict:
+        turns = repair_history(request.messages)
+        if not turns:
+            raise BadRequestError("There is no question to send: the last message is empty.")
+        _, _, reply_room = ENDPOINTS.get(request.model, ("", 0, 2048))
+        reserved = reply_room + (estimate_tokens(request.system) if request.system else 0)
+        turns = trim_to_budget(turns, self.context_tokens(request.model), reserved)
+        body: dict = {"messages": [{"role": m.role, "content": m.content} for m in turns],
+                      "stream": True}
+        if request.system:
+            body["system"] = request.system
+        if request.temperature is not None:
+            # ERNIE takes (0, 1]; ours is 0..2. Clamping keeps the common 0.1..1 unchanged.
+            body["temperature"] = min(max(float(request.temperature), 0.01), 1.0)
+        if request.max_tokens is not None:
+            ceiling = 4096 if reply_room == 4096 else 2048
+            body["max_output_tokens"] = min(max(int(request.max_tokens), 2), ceiling)
+        return body
+
+    def _authorised(self, request: ChatRequest) -> Iterator[Chunk]:
+        body, url = self.request_body(request), self.chat_url + request.model
+        token = self.tokens.get(self._fetch_token)
+        try:
+            yield from self._attempt(url, body, token)
+            return
+        except _TokenRejected:
+            log.info("%s rejected the cached access token; fetching a new one", self.name)
+            self.tokens.invalidate(token)
+        token = self.tokens.get(self._fetch_token)
+        try:
+            yield from self._attempt(url, body, token)
+        except _TokenRejected:
+            raise AuthError(f"The {self.name} model service rejected a freshly issued access "
+                            f"token. Ask the operator to check {self._hint}.") from None
+
+    def _fetch_token(self) -> tuple[str, float]:
+        params = {"grant_type": "client_credentials", "client_id": self._api_key,
+                  "client_secret": self._secret_key}
+        failure: ProviderError | None = None
+        payload, status = None, 0
+        try:
+            with self.session.post(self.token_url, params=params, timeout=self.timeout) as response:
+                status = response.status_code
+                payload = json.loads(response.content or b"null")
+        except requests.Timeout:
+            failure = UpstreamTimeoutError(f"The {self.name} token service did not answer in time.")
+        except requests.RequestException:
+            failure = UpstreamUnavailableError(f"Could not connect to the {self.name} token service.")
+        except ValueError:
+            payload = None
+        if failure:  # raised outside the except block: the requests error (and URL) stays behind
+            raise failure
+        payload = payload if isinstance(payload, dict) else {}
+        token, expires_in = payload.get("access_token"), payload.get("expires_in")
+        if isinstance(token, str) and token:
+            valid = isinstance(expires_in, (int, float)) and expires_in > 0
+            log.info("%s: fetched an access token", self.name)
+            return token, float(expires_in) if valid else 2592000.0
+        said = redact(str(payload.get("error_description") or payload.get("error") or ""),
+                      self._secrets)
+        if payload.get("error") in ("invalid_client", "unauthorized_client") or status in (400, 401):
+            log.warning("%s: the token service rejected the key pair (%s)", self.name, said)
+            raise ConfigurationError(f"The {self.name} model service rejected the API key and "
+                                     f"secret key ({said or f'HTTP {status}'}). Ask the operator "
+                                     f"to check {self._hint}.")
+        if status >= 500 or status == 429:
+            raise UpstreamUnavailableError(f"The {self.name} token service is unavailable (HTTP {status}).")
+        raise UpstreamError(f"The {self.name} token service sent no access token (HTTP {status}).")
+
+    def _attempt(self, url: str, body: dict, token: str) -> Iterator[Chunk]:
+        failure: ProviderError | None = None
+        try:
+            response = self.session.post(url, params={"access_token": token}, json=body,
+                                         stream=True, timeout=self.timeout)
+        except requests.Timeout:
+            failure = UpstreamTimeoutError(f"The {self.name} model service did not answer in time.")
+        except requests.RequestException:
+            failure = UpstreamUnavailableError(f"Could not connect to the {self.name} model service.")
+        if failure:
+            raise failure
+        secrets = self._secrets + (token,)
+        try:
+            yield from self._read(response, secrets)
+            return
+        except requests.RequestException as e:
+            cause = e.args[0] if e.args else None
+            timed_out = isinstance(e, requests.Timeout) or isinstance(cause, ReadTimeoutError)
+        finally:
+            # Closing (not releasing) drops the socket, so Baidu stops generating. This runs
+            # for GeneratorExit and for gevent's GreenletExit alike.
+            response.close()
+        if timed_out:
+            raise UpstreamTimeoutError(f"The {self.name} model service went silent mid-reply.")
+        raise StreamInterruptedError(f"The connection to {self.name} broke mid-reply.")
+
+    def _read(self, response: requests.Response, secrets: tuple[str, ...]) -> Iterator[Chunk]:
+        is_json = "json" in response.headers.get("Content-Type", "").lower()
+        if response.status_code != 200:
+            raise self._status_error(response, secrets)
+        # Bytes mode: our decoder splits and decodes lines itself (providers.md section 4).
+        lines = response.iter_lines()
+        first = next((line for line in lines if line.strip()), None)
+        if first is None:
+            raise StreamInterruptedError(f"{self.name} closed the connection without a reply.")
+        if is_json or first.lstrip(b"\xef\xbb\xbf \t").startswith(b"{"):
+            # Errors come as one plain JSON body, whatever the content type says.
+            raw = [first]
+            for line in lines:
+                raw.append(line)
+                if sum(map(len, raw)) > 65536:
+                    break
+            payload = _json(b"\n".join(raw), self.name)
+            yield from self._chunks({"is_end": True, **payload}, secrets)
+            return
+        decoder = SSEDecoder()
+        for line in itertools.chain((first,), lines):
+            event = decoder.feed_line(line)
+            if event is None:
+                continue
+            payload = _json(event.data.encode(), self.name)
+            yield from self._chunks(payload, secrets)
+            if payload.get("is_end"):
+                return
+        raise StreamInterruptedError(f"The reply from {self.name} was cut off before it finished.")
+
+    def _chunks(self, payload: dict, secrets: tuple[str, ...]) -> Iterator[Chunk]:
+        if payload.get("error_code"):
+            raise self._code_error(payload, secrets)
+        if payload.get("need_clear_history"):
+            raise ContentRefusedError("This input was refused by the model service. "
+                                      "Rephrase it, or start a new chat.")
+        if "result" not in payload:
+            raise UpstreamError(f"The {self.name} model service sent an answer without a reply.")
+        if isinstance(payload["result"], str) and payload["result"]:
+            yield Chunk(text=payload["result"])
+        if not payload.get("is_end"):
+            return
+        usage = payload.get("usage")  # cumulative: only the last chunk's counts are final
+        if isinstance(usage, dict):
+            try:
+                yield Chunk(usage=Usage(int(usage.get("prompt_tokens") or 0),
+                                        int(usage.get("completion_tokens") or 0),
+                                        int(usage.get("total_tokens") or 0)))
+            except (TypeError, ValueError):
+                log.warning("%s sent usage that is not numbers", self.name)
+        truncated = payload.get("is_truncated") or payload.get("finish_reason") == "length"
+        yield Chunk(finish_reason="length" if truncated else "stop")
+
+    def _code_error(self, payload: dict, secrets: tuple[str, ...]) -> Exception:
+        code = payload.get("error_code")
+        code = int(code) if isinstance(code, (int, str)) and str(code).isdigit() else code
+        said = _TOKEN_LIKE.sub("[redacted]", redact(str(payload.get("error_msg") or ""), secrets))
+        what = f"error {code}: {said}" if said else f"error {code}"
+        log.info("%s answered %s", self.name, what)
+        if code in _TOKEN_REJECTED:
+            return _TokenRejected()
+        if code in _UNAVAILABLE:
+            return UpstreamUnavailableError(
+                f"The {self.name} model service is unavailable right now ({what}).", upstream_code=code)
+        if code in _RATE_LIMITED:
+            return RateLimitError(f"The {self.name} model service is rate limiting us ({what}). "
+                                  "Try again shortly.", upstream_code=code)
+        if code in _QUOTA:
+            return QuotaExceededError(f"The {self.name} quota is used up ({what}). Ask the operator "
+                                      "to check the account's limits and balance.", upstream_code=code)
+        if code in _BAD_REQUEST:
+            return BadRequestError(f"The {self.name} model service rejected the request ({what}). "
+                                   "This is a StreamDesk bug; please report it.", upstream_code=code)
+        if code in _PERMISSION:
+            return ConfigurationError(f"The {self.name} account may not use this model ({what}). "
+                                      "Ask the operator to grant it in the Baidu console.",
+                                      upstream_code=code)
+        return UpstreamError(f"The {self.name} model service reported {what}.", upstream_code=code)
+
+    def _status_error(self, response: requests.Response, secrets: tuple[str, ...]) -> Exception:
+        try:
+            payload = json.loads(response.raw.read(65536, decode_content=True) or b"null")
+        except (ValueError, requests.RequestException, OSError):
+            payload = None
+        if isinstance(payload, dict) and payload.get("error_code"):
+            return self._code_error(payload, secrets)
+        # Gateway failures: the reason is in headers, not the body.
+        status, bce_code = response.status_code, response.headers.get("X-Bce-Error-Code", "")
+        said = redact(response.headers.get("X-Bce-Error-Message", ""), secrets)
+        what = ", ".join(part for part in (f"HTTP {status}", bce_code, said) if part)
+        log.info("%s answered %s", self.name, what)
+        if status == 429:
+            return RateLimitError(f"The {self.name} model service is rate limiting us ({what}).")
+        if status in (401, 403):
+            return ConfigurationError(f"The {self.name} model service refused access ({what}). "
+                                      f"Ask the operator to check {self._hint}.")
+        if status == 408 or status >= 500:
+            return UpstreamUnavailableError(f"The {self.name} model service is unavailable ({what}).")
+        return UpstreamError(f"The {self.name} model service answered {what}.")
+
+
+def _json(data: bytes, name: str) -> dict:
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        log.warning("%s sent data that is not JSON (%d bytes)", name, len(data))
+        raise UpstreamError(f"The {name} model service sent a malformed answer.") from None
+    if not isinstance(payload, dict):
+        raise UpstreamError(f"The {name} model service sent a malformed answer.")
+    return payload
+
+
+def _build(options: Options, hint: str) -> ErnieProvider:
+    models = options.models(default=["completions_pro"],
+                            labels={k: v[0] for k, v in ENDPOINTS.items()},
+                            context_tokens={k: v[1] for k, v in ENDPOINTS.items()})
+    for model in models:
+        if not _ENDPOINT_NAME.fullmatch(model.name):
+            raise options.fail("models", f"{model.name!r} is not an endpoint name "
+                                         "(letters, digits, '_', '-' and '.')")
+    return ErnieProvider(
+        options.settings.name, models,
+        base_url=options.url("base_url", DEFAULT_BASE_URL),
+        api_key=options.secret("api_key").strip(),
+        secret_key=options.secret("secret_key").strip(),
+        connect_timeout=options.number("connect_timeout", 10.0, minimum=0.1),
+        idle_timeout=options.number("idle_timeout", 60.0, minimum=0.1),
+        max_connections=int(options.number("max_connections", 100, minimum=1)),
+        retry=RetryPolicy(max_retries=int(options.number("max_retries", 2, minimum=0))),
+        credentials_hint=hint,
+    )
+
+
+def from_settings(settings: ProviderSettings, env: Mapping[str, str]) -> ErnieProvider:
+    hint = f"api_key and secret_key in [providers.{settings.name}] of {settings.source}"
+    return _build(Options(settings, env), hint)
+
+
+def from_env(env: Mapping[str, str]) -> ErnieProvider | None:
+    api_key = env.get("ERNIE_API_KEY", "").strip()
+    secret_key = env.get("ERNIE_SECRET_KEY", "").strip()
+    if not api_key and not secret_key:
+        return None
+    for name, value in (("ERNIE_API_KEY", api_key), ("ERNIE_SECRET_KEY", secret_key)):
+        if not value:
+            raise ConfigurationError(f"environment variable {name} is not set: ERNIE needs both "
+                                     "ERNIE_API_KEY and ERNIE_SECRET_KEY.")
+    options = {"api_key": api_key, "secret_key": secret_key,
+               "base_url": env.get("ERNIE_BASE_URL") or DEFAULT_BASE_URL}
+    if env.get("ERNIE_MODELS"):
+        options["models"] = env["ERNIE_MODELS"]
+    env_names = {"api_key": "ERNIE_API_KEY", "secret_key": "ERNIE_SECRET_KEY",
+                 "base_url": "ERNIE_BASE_URL", "models": "ERNIE_MODELS"}
+    return _build(Options(ProviderSettings("ernie", options), env, env_names),
+                  "ERNIE_API_KEY and ERNIE_SECRET_KEY")

@@ -1,0 +1,51 @@
+// The server's JSON API and the chat stream. No DOM here.
+import { readEvents } from "./sse.js";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function request(method, url, body) {
+  const options = { method, headers: {} };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(url, options);
+  if (!response.ok) throw await errorFrom(response);
+  return response.status === 204 ? null : response.json();
+}
+
+async function errorFrom(response) {
+  try {
+    const { error } = await response.json();
+    return new ApiError(response.status, error.code, error.message);
+  } catch {
+    return new ApiError(response.status, "http_error", `The server answered ${response.status}.`);
+  }
+}
+
+export const listModels = () => request("GET", "/api/models");
+export const listConversations = () => request("GET", "/api/conversations");
+export const getConversation = (id) => request("GET", `/api/conversations/${encodeURIComponent(id)}`);
+export const renameConversation = (id, title) =>
+  request("PATCH", `/api/conversations/${encodeURIComponent(id)}`, { title });
+export const deleteConversation = (id) => request("DELETE", `/api/conversations/${encodeURIComponent(id)}`);
+
+/** POST /chat and yield its events as {event, data: parsed JSON}. Abort with `signal`. */
+export async function* streamChat(payload, signal) {
+  const response = await fetch("/chat", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+    body: JSON.stringify(payload),
+    signal,
+  });
+  if (!response.ok) throw await errorFrom(response);
+  for await (const { event, data } of readEvents(response.body)) {
+    yield { event, data: JSON.parse(data) };
+  }
+}

@@ -1,0 +1,91 @@
+"""One reply, from provider chunks to our event stream, saved as it grows.
+
+This generator is the per-chunk hot path: per piece it appends to a list, encodes one event
+and compares one clock reading. Saving is throttled to ``save_interval`` seconds of wall time.
+
+Event order: ``meta`` first, then ``delta``/``usage`` as they come, ``error`` if anything fails,
+``done`` last on every path the browser can still hear. When the browser has gone (the server
+closes this generator), the partial reply is saved as ``cancelled`` *before* the upstream is
+closed, so anyone who sees the upstream connection drop can already read the saved state.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from providers import ChatRequest, Provider, ProviderError
+
+from . import sse
+from .pump import HEARTBEAT, with_heartbeats
+from .storage import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """Everything the relay needs, as plain values: it runs after the view has returned,
+    outside the request context."""
+
+    conversation_id: str
+    message_id: str
+    model_id: str
+    omitted_messages: int = 0
+
+
+def relay_reply(provider: Provider, request: ChatRequest, turn: Turn, store: Store, *,
+                heartbeat_seconds: float, save_interval: float) -> Iterator[bytes]:
+    yield sse.encode("meta", {"conversation_id": turn.conversation_id,
+                              "message_id": turn.message_id, "model": turn.model_id,
+                              "omitted_messages": turn.omitted_messages})
+    text: list[str] = []
+    reasoning: list[str] = []
+    usage = None
+    finish_reason = None
+    error = None
+    status = "cancelled"  # what stands if the browser leaves before we know better
+    chunks = with_heartbeats(provider.stream(request), heartbeat_seconds)
+    last_save = time.monotonic()
+    try:
+        for chunk in chunks:
+            if chunk is HEARTBEAT:
+                yield sse.PING
+                continue
+            if chunk.text:
+                text.append(chunk.text)
+                yield sse.encode("delta", {"text": chunk.text})
+            elif chunk.reasoning:
+                reasoning.append(chunk.reasoning)
+                yield sse.encode("delta", {"reasoning": chunk.reasoning})
+            elif chunk.usage:
+                usage = chunk.usage.as_dict()
+                yield sse.encode("usage", usage)
+            elif chunk.finish_reason:
+                finish_reason = chunk.finish_reason
+            now = time.monotonic()
+            if now - last_save >= save_interval:
+                store.save_progress(turn.message_id, "".join(text), "".join(reasoning))
+                last_save = now
+        status, finish_reason = "complete", finish_reason or "stop"
+    except ProviderError as e:
+        status = "interrupted" if e.code == "interrupted" else "error"
+        finish_reason, error = "error", e.as_dict()
+    except GeneratorExit:
+        finish_reason = "cancelled"
+        raise
+    except Exception:
+        log.exception("relay failed for message %s", turn.message_id)
+        status, finish_reason = "error", "error"
+        error = {"code": "internal", "message": "StreamDesk failed while relaying this reply."}
+    finally:
+        try:
+            store.finish_turn(turn.message_id, content="".join(text),
+                              reasoning="".join(reasoning), status=status,
+                              finish_reason=finish_reason, error=error, usage=usage)
+        finally:
+            chunks.close()
+    if error:
+        yield sse.encode("error", error)
+    yield sse.encode("done", {"finish_reason": finish_reason})

@@ -1,0 +1,89 @@
+"""All of StreamDesk's own configuration, read from the environment in one place.
+
+Provider variables (OPENAI_*, ERNIE_*, SPARK_*, STREAMDESK_CONFIG) are read by
+``providers.registry``; everything else is here. A bad value stops start-up with a message
+naming the variable.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from typing import Mapping
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance_path: str
+    secret_key: str
+    database_url: str
+    redis_url: str | None
+    max_message_chars: int
+    max_body_bytes: int
+    heartbeat_seconds: float
+    save_interval_seconds: float
+    cookie_secure: bool
+
+
+def load_settings(env: Mapping[str, str], instance_path: str) -> Settings:
+    os.makedirs(instance_path, exist_ok=True)
+    return Settings(
+        instance_path=instance_path,
+        secret_key=env.get("SECRET_KEY") or _instance_secret(instance_path),
+        database_url=env.get("DATABASE_URL")
+        or "sqlite:///" + os.path.join(instance_path, "streamdesk.sqlite3"),
+        redis_url=env.get("REDIS_URL") or None,
+        max_message_chars=_integer(env, "MAX_MESSAGE_CHARS", 32_000, 1),
+        max_body_bytes=_integer(env, "MAX_BODY_BYTES", 1_048_576, 1024),
+        heartbeat_seconds=_number(env, "HEARTBEAT_SECONDS", 10.0, 0.05, 15.0),
+        save_interval_seconds=_number(env, "SAVE_INTERVAL_SECONDS", 1.0, 0.0, 60.0),
+        cookie_secure=_flag(env, "SESSION_COOKIE_SECURE"),
+    )
+
+
+def _instance_secret(instance_path: str) -> str:
+    """A development secret generated once and kept in the instance folder, so sessions
+    survive restarts without a constant in the code. Several workers may start at once:
+    the file appears atomically (link) and whoever loses the race reads the winner's."""
+    path = os.path.join(instance_path, "secret_key")
+    if not os.path.exists(path):
+        temporary = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _integer(env, name, default, minimum):
+    value = _number(env, name, default, minimum, float("inf"))
+    if value != int(value):
+        raise SettingsError(f"environment variable {name}: must be a whole number")
+    return int(value)
+
+
+def _number(env, name, default, minimum, maximum):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"environment variable {name}: must be a number, not {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"environment variable {name}: must be between {minimum} and {maximum}")
+    return value
+
+
+def _flag(env, name) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")

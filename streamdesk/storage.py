@@ -1,0 +1,222 @@
+"""Conversations and messages, kept apart from the session (which only says who the user is).
+
+Writes are short transactions and append-style: each turn is its own row, so two tabs of one
+user streaming into the same conversation add rows instead of overwriting a shared list (the
+flask-session #71 failure mode). An assistant row is created with status ``streaming`` and
+updated as text arrives, so whatever the user saw survives a reload, a crash or a drop.
+
+Every read and write that takes a conversation id also takes the user id: ownership is checked
+in the query itself, so no caller can forget it.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import (DateTime, ForeignKey, Integer, String, Text, create_engine, delete,
+                        event, select, update)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from providers.base import Message
+
+STATUSES = ("streaming", "complete", "cancelled", "error", "interrupted")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ConversationRow(Base):
+    __tablename__ = "conversations"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_new_id)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+
+
+class MessageRow(Base):
+    __tablename__ = "messages"
+    # seq orders the turns (timestamps can tie); id is what the API shows.
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True, default=_new_id)
+    conversation_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text, default="")
+    reasoning: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    finish_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    title: str
+    model: str
+    updated_at: str
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "title": self.title, "model": self.model,
+                "updated_at": self.updated_at}
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:  # SQLite hands back naive datetimes; we only store UTC
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _conversation(row: ConversationRow) -> Conversation:
+    return Conversation(row.id, row.title, row.model, _iso(row.updated_at))
+
+
+def _message_dict(row: MessageRow) -> dict:
+    data = {"id": row.id, "role": row.role, "content": row.content, "status": row.status}
+    if row.role == "assistant":
+        data.update(model=row.model, reasoning=row.reasoning, finish_reason=row.finish_reason)
+        if row.error_code:
+            data["error"] = {"code": row.error_code, "message": row.error_message or ""}
+        if row.completion_tokens is not None:
+            data["usage"] = {"prompt_tokens": row.prompt_tokens,
+                             "completion_tokens": row.completion_tokens,
+                             "total_tokens": (row.prompt_tokens or 0) + row.completion_tokens}
+    return data
+
+
+class Store:
+    def __init__(self, database_url: str):
+        options = {"pool_pre_ping": True}
+        if database_url.startswith("sqlite"):
+            # One engine serves every greenlet of a worker; SQLite's own thread check would
+            # refuse that, and its default 5 s busy wait is short for several workers.
+            options["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.engine = create_engine(database_url, **options)
+        if database_url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    # Conversations -----------------------------------------------------------------------
+
+    def create_conversation(self, user_id: str, title: str, model: str) -> Conversation:
+        with Session(self.engine) as db, db.begin():
+            row = ConversationRow(user_id=user_id, title=title, model=model)
+            db.add(row)
+            db.flush()
+            return _conversation(row)
+
+    def get_conversation(self, user_id: str, conversation_id: str) -> Conversation | None:
+        with Session(self.engine) as db:
+            row = db.scalar(select(ConversationRow).where(
+                ConversationRow.id == conversation_id, ConversationRow.user_id == user_id))
+            return _conversation(row) if row else None
+
+    def list_conversations(self, user_id: str) -> list[Conversation]:
+        with Session(self.engine) as db:
+            rows = db.scalars(select(ConversationRow).where(ConversationRow.user_id == user_id)
+                              .order_by(ConversationRow.updated_at.desc(), ConversationRow.id))
+            return [_conversation(row) for row in rows]
+
+    def conversation_messages(self, user_id: str, conversation_id: str) -> list[dict] | None:
+        with Session(self.engine) as db:
+            if not db.scalar(select(ConversationRow.id).where(
+                    ConversationRow.id == conversation_id, ConversationRow.user_id == user_id)):
+                return None
+            rows = db.scalars(select(MessageRow).where(
+                MessageRow.conversation_id == conversation_id).order_by(MessageRow.seq))
+            return [_message_dict(row) for row in rows]
+
+    def rename_conversation(self, user_id: str, conversation_id: str, title: str) -> bool:
+        with Session(self.engine) as db, db.begin():
+            result = db.execute(update(ConversationRow).where(
+                ConversationRow.id == conversation_id, ConversationRow.user_id == user_id)
+                .values(title=title))
+            return result.rowcount == 1
+
+    def delete_conversation(self, user_id: str, conversation_id: str) -> bool:
+        with Session(self.engine) as db, db.begin():
+            owned = db.scalar(select(ConversationRow.id).where(
+                ConversationRow.id == conversation_id, ConversationRow.user_id == user_id))
+            if not owned:
+                return False
+            db.execute(delete(MessageRow).where(MessageRow.conversation_id == conversation_id))
+            db.execute(delete(ConversationRow).where(ConversationRow.id == conversation_id))
+            return True
+
+    # Turns -------------------------------------------------------------------------------
+
+    def start_turn(self, conversation_id: str, user_text: str, model: str) -> tuple[str, str]:
+        """Save the user's message and an empty assistant message in ``streaming`` state,
+        before anything is sent upstream. Returns (user message id, assistant message id)."""
+        with Session(self.engine) as db, db.begin():
+            user = MessageRow(conversation_id=conversation_id, role="user", content=user_text,
+                              status="complete")
+            assistant = MessageRow(conversation_id=conversation_id, role="assistant", content="",
+                                   status="streaming", model=model)
+            db.add_all([user, assistant])
+            db.execute(update(ConversationRow).where(ConversationRow.id == conversation_id)
+                       .values(updated_at=_now(), model=model))
+            db.flush()
+            return user.id, assistant.id
+
+    def history(self, conversation_id: str) -> list[Message]:
+        """The turns to send upstream: every user turn, and every assistant turn that has
+        text (a partial reply the user saw counts; one still streaming in another tab not)."""
+        with Session(self.engine) as db:
+            rows = db.execute(select(MessageRow.role, MessageRow.content, MessageRow.status)
+                              .where(MessageRow.conversation_id == conversation_id)
+                              .order_by(MessageRow.seq))
+            return [Message(role, content) for role, content, status in rows
+                    if role == "user" or (content and status != "streaming")]
+
+    def save_progress(self, message_id: str, content: str, reasoning: str) -> None:
+        with Session(self.engine) as db, db.begin():
+            db.execute(update(MessageRow).where(MessageRow.id == message_id)
+                       .values(content=content, reasoning=reasoning))
+
+    def finish_turn(self, message_id: str, *, content: str, reasoning: str, status: str,
+                    finish_reason: str | None, error: dict | None = None,
+                    usage: dict | None = None) -> None:
+        values = {"content": content, "reasoning": reasoning, "status": status,
+                  "finish_reason": finish_reason}
+        if error:
+            values.update(error_code=error["code"], error_message=error["message"])
+        if usage:
+            values.update(prompt_tokens=usage["prompt_tokens"],
+                          completion_tokens=usage["completion_tokens"])
+        with Session(self.engine) as db, db.begin():
+            db.execute(update(MessageRow).where(MessageRow.id == message_id).values(**values))
+
+    def interrupt_streaming(self, message_ids: list[str] | None = None) -> int:
+        """Mark replies still ``streaming`` as ``interrupted`` (their text stays)."""
+        statement = update(MessageRow).where(MessageRow.status == "streaming")
+        if message_ids is not None:
+            statement = statement.where(MessageRow.id.in_(message_ids))
+        with Session(self.engine) as db, db.begin():
+            return db.execute(statement.values(status="interrupted",
+                                               finish_reason="interrupted")).rowcount
+
+
+def _sqlite_pragmas(connection, _record):
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the streaming writers
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

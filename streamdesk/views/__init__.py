@@ -1,0 +1,5 @@
+from .chat import bp as chat_bp
+from .conversations import bp as conversations_bp
+from .pages import bp as pages_bp
+
+blueprints = (pages_bp, chat_bp, conversations_bp)

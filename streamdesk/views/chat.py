@@ -1,0 +1,68 @@
+"""``POST /chat``: check everything, save the user's turn, then stream the reply as SSE."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from providers import ChatRequest, UnknownModelError
+from providers.history import estimate_tokens, trim_to_budget
+
+from ..errors import ApiError
+from ..identity import current_user_id
+from ..relay import Turn, relay_reply
+from ..services import services
+from ..validation import parse_chat_input, read_json_object
+
+bp = Blueprint("chat", __name__)
+
+TITLE_CHARS = 60
+REPLY_RESERVE_TOKENS = 1024  # room left in the model's window for its answer
+
+STREAM_HEADERS = {
+    # no-transform stops proxies from compressing or buffering; X-Accel-Buffering: no is
+    # nginx's switch for the same. Without them the reply arrives all at once at the end.
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",
+}
+
+
+@bp.post("/chat")
+def chat():
+    app = services()
+    chat_input = parse_chat_input(read_json_object(request), app.settings.max_message_chars)
+    user_id = current_user_id()  # sets the session cookie now: never inside the generator
+
+    conversation = None
+    if chat_input.conversation_id:
+        conversation = app.store.get_conversation(user_id, chat_input.conversation_id)
+        if conversation is None:
+            raise ApiError(404, "conversation_not_found", "No such conversation.")
+    model_id = chat_input.model or (conversation.model if conversation else None) \
+        or app.registry.default_model
+    try:
+        provider, model = app.registry.resolve(model_id)
+    except UnknownModelError:
+        if chat_input.model or conversation is None:
+            raise ApiError(400, "unknown_model", f"Unknown model {model_id!r}.") from None
+        # The conversation's model was removed from the configuration: use the default.
+        model_id = app.registry.default_model
+        provider, model = app.registry.resolve(model_id)
+
+    if conversation is None:
+        conversation = app.store.create_conversation(user_id, _title(chat_input.message), model_id)
+    _, message_id = app.store.start_turn(conversation.id, chat_input.message, model_id)
+
+    history = app.store.history(conversation.id)
+    reserved = REPLY_RESERVE_TOKENS + (estimate_tokens(chat_input.system) if chat_input.system else 0)
+    trimmed = trim_to_budget(history, provider.context_tokens(model), reserved)
+    provider_request = ChatRequest(model, tuple(trimmed), chat_input.system,
+                                   chat_input.temperature, chat_input.max_tokens)
+    turn = Turn(conversation.id, message_id, model_id, len(history) - len(trimmed))
+    body = relay_reply(provider, provider_request, turn, app.store,
+                       heartbeat_seconds=app.settings.heartbeat_seconds,
+                       save_interval=app.settings.save_interval_seconds)
+    return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
+
+
+def _title(message: str) -> str:
+    line = " ".join(message.split())
+    return line if len(line) <= TITLE_CHARS else line[:TITLE_CHARS - 1] + "…"

@@ -1,0 +1,120 @@
+"""Shared fixtures: the app as the Procfile starts it, and the OpenAI-compatible stand-in."""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from streamdesk.sse import SSEDecoder
+from tests.standins.openai_server import OpenAIStandIn
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def procfile_command(port: int) -> list[str]:
+    """The Procfile's web command, word for word, with $PORT filled in."""
+    (line,) = [l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:")]
+    words = shlex.split(line.removeprefix("web:").replace("$PORT", str(port)))
+    words[0] = str(BIN / words[0])  # the gunicorn of this virtual environment
+    return words
+
+
+class AppServer:
+    """gunicorn running the app in a subprocess; its log is collected line by line."""
+
+    def __init__(self, env: dict[str, str], instance: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "INSTANCE_PATH": str(instance), "DEMO_DELAY_MS": "1",
+                    "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **env}
+        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "STREAMDESK_CONFIG", "DATABASE_URL",
+                     "REDIS_URL", "ERNIE_API_KEY", "SPARK_APP_ID", "DEFAULT_MODEL"):
+            if name not in env:
+                self.env.pop(name, None)
+        self.lines: list[str] = []
+        self.listening = threading.Event()
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "AppServer":
+        self.process = subprocess.Popen(procfile_command(self.port), cwd=ROOT, env=self.env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
+        threading.Thread(target=self._collect, daemon=True).start()
+        # Once the master listens, connections wait in its backlog until a worker is up.
+        if not self.listening.wait(timeout=30):
+            self.stop()
+            raise RuntimeError("gunicorn did not start:\n" + self.log)
+        return self
+
+    def _collect(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if "Listening at:" in line:
+                self.listening.set()
+        self.listening.set()  # the process ended: don't leave start() waiting
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode if self.process else 0
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    with OpenAIStandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_upstream(upstream):
+    upstream.reset()
+    yield upstream
+    upstream.release.set()  # never leave a stand-in handler waiting
+
+
+@pytest.fixture(scope="module")
+def app_server(upstream, tmp_path_factory):
+    """The app under gunicorn, with the stand-in's scenario names as OpenAI models."""
+    server = AppServer({
+        "OPENAI_BASE_URL": upstream.url,
+        "OPENAI_API_KEY": "sk-app-test-key-0123456789",
+        "OPENAI_MODELS": "echo,slow,hold,midstream-error,cut,status-401,reasoning",
+        "DEFAULT_MODEL": "demo/offline",
+        "HEARTBEAT_SECONDS": "0.3",
+        "SAVE_INTERVAL_SECONDS": "0",
+    }, tmp_path_factory.mktemp("instance")).start()
+    yield server
+    server.stop()
+
+
+def read_events(response: requests.Response) -> list[tuple[str, dict]]:
+    """All events of an SSE response, decoded with our own spec-following decoder."""
+    decoder = SSEDecoder()
+    events = []
+    for data in response.iter_content(chunk_size=None):
+        events += [(e.event, e.json()) for e in decoder.feed(data)]
+    return events

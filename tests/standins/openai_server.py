@@ -1,0 +1,207 @@
+"""A stand-in OpenAI-compatible chat-completions server (shared/reference/providers.md §1).
+
+It streams over HTTP/1.1 chunked encoding like the real services, and the model name picks
+the behaviour, so one server can back both the provider tests and the app under gunicorn:
+
+  echo (any unknown name)  "Echo: <last user text> [n messages]" in pieces, role-only first
+                           delta, finish_reason, the usage chunk, [DONE]
+  crlf                     the echo with CRLF line endings
+  hard-framing             writes split inside JSON and inside a multi-byte character,
+                           comments, blank lines, ``data:`` without a space
+  reasoning / reasoning-vllm   thinking in delta.reasoning_content / delta.reasoning first
+  slow                     one delta every 20 ms for 40 s (cancel tests)
+  hold                     headers, then silence until released or the client leaves
+  status-<code>            that HTTP status with an OpenAI error body
+  flaky-503                503 on the first request of each test, then the echo
+  retry-after              429 with Retry-After: 0 on the first request, then the echo
+  zhipu-1113               Zhipu's empty balance: HTTP 429 with business code "1113"
+  context                  400 "maximum context length" error
+  midstream-error          one delta, then a data line carrying an error object
+  cut                      one delta, then the connection closes (no finish, no [DONE])
+  stall                    one delta, then silence (idle-timeout tests)
+  finish-no-done           finish_reason but the stream ends without [DONE]
+"""
+from __future__ import annotations
+
+import json
+import select
+import socket
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler
+
+from . import LoopbackHTTPServer
+
+
+class OpenAIStandIn(LoopbackHTTPServer):
+    def __init__(self):
+        super().__init__(_Handler)
+        self.requests: list[dict] = []  # every JSON body received, with its headers
+        self.attempts: Counter = Counter()  # requests per model
+        self.disconnected = threading.Event()  # a client left mid-stream
+        self.release = threading.Event()  # ends a "hold"
+        self.held = threading.Event()  # a "hold" request has started waiting
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return self.base_url + "/v1"
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.attempts.clear()
+        self.disconnected.clear()
+        self.release.clear()
+        self.held.clear()
+
+
+def chunk(delta: dict | None = None, finish: str | None = None, **extra) -> dict:
+    return {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 0,
+            "model": "standin",
+            "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}], **extra}
+
+
+USAGE = {"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: OpenAIStandIn
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        model = body.get("model", "")
+        with self.server.lock:
+            self.server.requests.append({"body": body, "headers": dict(self.headers),
+                                         "client_port": self.client_address[1]})
+            self.server.attempts[model] += 1
+            attempt = self.server.attempts[model]
+        try:
+            self._answer(model, body, attempt)
+        except (BrokenPipeError, ConnectionResetError):
+            self.server.disconnected.set()
+            self.close_connection = True
+        if model in ("cut", "stall", "midstream-error"):
+            self.close_connection = True  # these end without a well-formed response
+
+    # -- behaviours -----------------------------------------------------------------------
+
+    def _answer(self, model: str, body: dict, attempt: int) -> None:
+        if model.startswith("status-"):
+            return self._error(int(model.split("-")[1]), f"stand-in status {model}")
+        if model == "flaky-503" and attempt == 1:
+            return self._error(503, "The engine is currently overloaded")
+        if model == "retry-after" and attempt == 1:
+            return self._error(429, "Rate limit reached", headers={"Retry-After": "0"})
+        if model == "zhipu-1113":
+            return self._error(429, "余额不足或无可用资源包,请充值。", code="1113")
+        if model == "context":
+            return self._error(400, "This model's maximum context length is 8192 tokens.",
+                               code="context_length_exceeded")
+        self._start_stream()
+        if model == "hold":
+            self.server.held.set()
+            self._wait_for_release_or_departure()
+            return self._events([chunk({"content": "released"}), chunk(finish="stop")], done=True)
+        if model == "slow":
+            for i in range(2000):
+                self._events([chunk({"content": f"{i} "})])
+                time.sleep(0.02)  # the stand-in's own pacing, as a real model has
+            return self._events([chunk(finish="stop")], done=True)
+        if model == "midstream-error":
+            self._events([chunk({"content": "partial "})])
+            return self._send(b'data: {"error": {"message": "server overloaded mid-stream", '
+                              b'"type": "server_error"}}\n\n')
+        if model == "cut":
+            return self._events([chunk({"role": "assistant", "content": ""}),
+                                 chunk({"content": "half a rep"})])
+        if model == "stall":
+            self._events([chunk({"content": "first "})])
+            return self._wait_for_release_or_departure()
+        if model == "finish-no-done":
+            self._events([chunk({"content": "complete"}), chunk(finish="stop")])
+            return self._end()
+        if model in ("reasoning", "reasoning-vllm"):
+            field = "reasoning_content" if model == "reasoning" else "reasoning"
+            return self._events([chunk({"role": "assistant", field: "Let me think. "}),
+                                 chunk({field: "Done thinking."}),
+                                 chunk({"content": "Answer."}), chunk(finish="stop"), USAGE],
+                                done=True)
+        if model == "hard-framing":
+            return self._hard_framing()
+        ending = b"\r\n" if model == "crlf" else b"\n"
+        self._events(self._echo(body), done=True, ending=ending)
+
+    def _echo(self, body: dict) -> list[dict]:
+        messages = body["messages"]
+        text = f"Echo: {messages[-1]['content']} [{len(messages)} messages]"
+        pieces = [text[i:i + 5] for i in range(0, len(text), 5)]
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": piece}) for piece in pieces]
+        events.append(chunk(finish="stop"))
+        if body.get("stream_options", {}).get("include_usage"):
+            events.append(USAGE)
+        return events
+
+    def _hard_framing(self) -> None:
+        first = json.dumps(chunk({"role": "assistant", "content": ""})).encode()
+        second = json.dumps(chunk({"content": "流式输出"}), ensure_ascii=False).encode()
+        cut = second.index("式".encode()) + 1  # inside the bytes of one character
+        third = json.dumps(chunk({"content": " ok\u2028done"}), ensure_ascii=False).encode()
+        self._send(b": keep-alive\n\n")
+        self._send(b"data:" + first[:20])  # no space after the colon; split inside JSON
+        self._send(first[20:] + b"\n\n\n")
+        self._send(b"data: " + second[:cut])
+        self._send(second[cut:] + b"\r")  # CR and LF of one line break in two writes
+        self._send(b"\n\r\n: comment\r\n")
+        self._send(b"data: " + third + b"\r\n\r\n")
+        self._send(b"data:" + json.dumps(chunk(finish="stop")).encode() + b"\n\n")
+        self._send(b"data:" + json.dumps(USAGE).encode() + b"\n\ndata:[DONE]\n\n")
+        self._end()
+
+    # -- wire -----------------------------------------------------------------------------
+
+    def _error(self, status: int, message: str, code=None, headers=None) -> None:
+        payload = json.dumps({"error": {"message": message, "type": "invalid_request_error",
+                                        "param": None, "code": code}}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _start_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _send(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _end(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _events(self, events: list[dict], done: bool = False, ending: bytes = b"\n") -> None:
+        for event in events:
+            self._send(b"data: " + json.dumps(event, ensure_ascii=False).encode() + ending * 2)
+        if done:
+            self._send(b"data: [DONE]" + ending * 2)
+            self._end()
+
+    def _wait_for_release_or_departure(self, limit: float = 60.0) -> None:
+        """Silence until the test releases us or the client closes its end (seen as EOF)."""
+        deadline = time.monotonic() + limit
+        while not self.server.release.is_set() and time.monotonic() < deadline:
+            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                self.server.disconnected.set()
+                raise ConnectionResetError

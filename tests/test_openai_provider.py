@@ -1,0 +1,221 @@
+"""The OpenAI-compatible provider against a stand-in server on loopback."""
+import logging
+import threading
+
+import pytest
+
+from providers import ChatRequest, Message
+from providers.base import ModelEntry
+from providers.errors import ProviderError
+from providers.openai_compat import OpenAICompatProvider, from_env
+from providers.registry import build_registry
+from providers.retry import RetryPolicy
+from tests.standins.openai_server import OpenAIStandIn
+
+KEY = "sk-test-secret-key-0123456789"
+FAST_RETRIES = RetryPolicy(initial_delay=0.01, max_delay=0.02)
+
+
+@pytest.fixture
+def upstream():
+    with OpenAIStandIn() as server:
+        yield server
+
+
+def make_provider(upstream, **options):
+    options.setdefault("retry", FAST_RETRIES)
+    return OpenAICompatProvider("test", [ModelEntry("echo")], upstream.url, api_key=KEY, **options)
+
+
+def ask(model, text="hello", history=(), system=None):
+    return ChatRequest(model, tuple(history) + (Message("user", text),), system=system,
+                       temperature=0.3, max_tokens=50)
+
+
+def collect(chunks):
+    text, reasoning, usage, finish = [], [], None, None
+    for chunk in chunks:
+        text.append(chunk.text)
+        reasoning.append(chunk.reasoning)
+        usage = chunk.usage or usage
+        finish = chunk.finish_reason or finish
+    return "".join(text), "".join(reasoning), usage, finish
+
+
+def failure(provider, model) -> ProviderError:
+    with pytest.raises(ProviderError) as caught:
+        collect(provider.stream(ask(model)))
+    return caught.value
+
+
+def test_streams_text_usage_and_finish_reason(upstream):
+    text, _, usage, finish = collect(make_provider(upstream).stream(ask("echo")))
+    assert text == "Echo: hello [1 messages]"
+    assert usage.total_tokens == 18 and finish == "stop"
+
+
+def test_sends_system_history_parameters_key_and_usage_option(upstream):
+    history = (Message("user", "first"), Message("assistant", "reply"))
+    collect(make_provider(upstream).stream(ask("echo", "second", history, system="Be brief.")))
+    sent = upstream.requests[0]
+    assert [m["role"] for m in sent["body"]["messages"]] == ["system", "user", "assistant", "user"]
+    assert sent["body"]["stream"] is True and sent["body"]["temperature"] == 0.3
+    assert sent["body"]["max_tokens"] == 50
+    assert sent["body"]["stream_options"] == {"include_usage": True}
+    assert sent["headers"]["Authorization"] == f"Bearer {KEY}"
+
+
+def test_include_usage_can_be_switched_off(upstream):
+    _, _, usage, _ = collect(make_provider(upstream, include_usage=False).stream(ask("echo")))
+    assert "stream_options" not in upstream.requests[0]["body"] and usage is None
+
+
+def test_crlf_line_endings(upstream):
+    assert collect(make_provider(upstream).stream(ask("crlf")))[0] == "Echo: hello [1 messages]"
+
+
+def test_hard_framing_split_json_split_character_comments_and_no_space(upstream):
+    text, _, usage, finish = collect(make_provider(upstream).stream(ask("hard-framing")))
+    assert text == "流式输出 ok\u2028done"
+    assert usage.total_tokens == 18 and finish == "stop"
+
+
+@pytest.mark.parametrize("model", ["reasoning", "reasoning-vllm"])
+def test_reasoning_deltas_from_either_field(upstream, model):
+    text, reasoning, _, _ = collect(make_provider(upstream).stream(ask(model)))
+    assert reasoning == "Let me think. Done thinking." and text == "Answer."
+
+
+@pytest.mark.parametrize("model, code", [
+    ("status-400", "bad_request"), ("context", "context_length"), ("status-401", "auth"),
+    ("status-403", "auth"), ("status-404", "model_not_found"), ("status-429", "rate_limited"),
+    ("status-500", "upstream_unavailable"), ("status-503", "upstream_unavailable"),
+    ("status-418", "upstream_error"), ("midstream-error", "upstream_error"),
+    ("cut", "interrupted"), ("zhipu-1113", "quota_exceeded"),
+])
+def test_errors_map_to_stable_codes_keeping_the_upstream_message(upstream, model, code):
+    error = failure(make_provider(upstream), model)
+    assert error.code == code
+    if model.startswith("status-"):
+        assert f"stand-in status {model}" in error.message
+
+
+def test_503_then_200_is_retried_once_invisibly(upstream):
+    text, *_ = collect(make_provider(upstream).stream(ask("flaky-503")))
+    assert text.startswith("Echo: hello") and upstream.attempts["flaky-503"] == 2
+
+
+def test_retry_after_is_honoured(upstream):
+    collect(make_provider(upstream).stream(ask("retry-after")))
+    assert upstream.attempts["retry-after"] == 2
+
+
+@pytest.mark.parametrize("model", ["status-400", "status-401", "status-403", "status-404",
+                                   "zhipu-1113"])
+def test_never_retried(upstream, model):
+    failure(make_provider(upstream), model)
+    assert upstream.attempts[model] == 1
+
+
+def test_retries_at_most_twice(upstream):
+    error = failure(make_provider(upstream), "status-503")
+    assert error.code == "upstream_unavailable" and upstream.attempts["status-503"] == 3
+
+
+def test_errors_after_the_first_chunk_are_not_retried(upstream):
+    failure(make_provider(upstream), "midstream-error")
+    assert upstream.attempts["midstream-error"] == 1
+
+
+def test_finish_reason_without_done_still_completes(upstream):
+    assert collect(make_provider(upstream).stream(ask("finish-no-done")))[3] == "stop"
+
+
+def test_idle_timeout_between_chunks(upstream):
+    provider = make_provider(upstream, idle_timeout=0.3)
+    chunks = provider.stream(ask("stall"))
+    assert next(chunks).text == "first "
+    with pytest.raises(ProviderError) as caught:
+        next(chunks)
+    assert caught.value.code == "timeout"
+    upstream.release.set()
+
+
+def test_connection_refused_is_upstream_unavailable():
+    provider = OpenAICompatProvider("test", [ModelEntry("echo")], "http://127.0.0.1:9/v1",
+                                    retry=RetryPolicy(max_retries=0))
+    assert failure(provider, "echo").code == "upstream_unavailable"
+
+
+def test_client_that_stops_after_first_delta_closes_the_upstream_connection(upstream):
+    chunks = make_provider(upstream).stream(ask("slow"))
+    assert next(chunks).text == "0 "
+    chunks.close()
+    assert upstream.disconnected.wait(timeout=5)
+
+
+def test_key_never_in_error_messages_or_logs(upstream, caplog):
+    caplog.set_level(logging.DEBUG)
+    for model in ("status-401", "status-500", "midstream-error"):
+        error = failure(make_provider(upstream, retry=RetryPolicy(max_retries=0)), model)
+        assert KEY not in error.message
+    assert KEY not in caplog.text
+
+
+def test_connections_are_reused_between_replies(upstream):
+    provider = make_provider(upstream)
+    for _ in range(3):
+        collect(provider.stream(ask("echo")))
+    assert len({r["client_port"] for r in upstream.requests}) == 1
+
+
+def test_environment_configuration():
+    provider = from_env({"OPENAI_API_KEY": KEY, "OPENAI_MODELS": "gpt-4o, deepseek/chat"})
+    assert [m.id for m in provider.models()] == ["openai/gpt-4o", "openai/deepseek/chat"]
+    assert provider.url == "https://api.openai.com/v1/chat/completions"
+    assert from_env({}) is None
+
+
+def test_toml_file_configures_several_endpoints(tmp_path, upstream):
+    config = tmp_path / "streamdesk.toml"
+    config.write_text(f"""
+[providers.glm]
+type = "openai"
+base_url = "{upstream.url}"
+api_key_env = "GLM_KEY"
+include_usage = false
+idle_timeout = 5
+headers = {{ "X-Team" = "helpdesk" }}
+models = [{{ name = "glm-4-flash", label = "GLM-4 Flash" }}]
+
+[providers.local]
+type = "openai"
+base_url = "{upstream.url}"
+models = "qwen2.5, llama3.1"
+""")
+    registry = build_registry({"STREAMDESK_CONFIG": str(config), "GLM_KEY": KEY})
+    assert [(m.id, m.label) for m in registry.models()] == [
+        ("glm/glm-4-flash", "GLM-4 Flash"), ("local/qwen2.5", "qwen2.5"),
+        ("local/llama3.1", "llama3.1"), ("demo/offline", "Demo (offline)")]
+    provider, model = registry.resolve("glm/glm-4-flash")
+    collect(provider.stream(ask(model)))
+    sent = upstream.requests[0]
+    assert sent["headers"]["X-Team"] == "helpdesk"
+    assert sent["headers"]["Authorization"] == f"Bearer {KEY}"
+    assert "stream_options" not in sent["body"]
+
+
+@pytest.mark.parametrize("table, message", [
+    ('type = "openai"\nbase_url = "ftp://x"\nmodels = "a"', "[providers.bad] field 'base_url'"),
+    ('type = "openai"\nmodels = []', "[providers.bad] field 'models'"),
+    ('type = "openai"\nmodels = "a"\nidle_timeout = "soon"', "[providers.bad] field 'idle_timeout'"),
+    ('type = "openai"\nmodels = "a"\napi_key_env = "NOPE"', "[providers.bad] field 'api_key_env'"),
+    ('type = "carrier-pigeon"', "[providers.bad] field 'type'"),
+    ('models = "a"', "[providers.bad] field 'type'"),
+])
+def test_invalid_file_names_file_table_and_field(tmp_path, table, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(f"[providers.bad]\n{table}\n")
+    with pytest.raises(ProviderError) as caught:
+        build_registry({"STREAMDESK_CONFIG": str(config)})
+    assert str(config) in caught.value.message and message in caught.value.message

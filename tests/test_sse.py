@@ -1,0 +1,94 @@
+"""The SSE decoder against the WHATWG examples and the framings that break naive parsers."""
+import json
+
+import pytest
+
+from streamdesk.sse import PING, Event, SSEDecoder, encode
+
+
+def decode_all(*reads: bytes) -> list[Event]:
+    decoder = SSEDecoder()
+    return [event for data in reads for event in decoder.feed(data)]
+
+
+def test_whatwg_example_stock_ticker_multiline_data_joined_with_newline():
+    stream = b"data: YHOO\ndata: +2\ndata: 10\n\n"
+    assert [e.data for e in decode_all(stream)] == ["YHOO\n+2\n10"]
+
+
+def test_whatwg_example_comment_ids_and_trailing_event_without_blank_line():
+    stream = (b": test stream\n\ndata: first event\nid: 1\n\n"
+              b"data:second event\nid\n\ndata:  third event")
+    events = decode_all(stream)
+    assert [(e.data, e.id) for e in events] == [("first event", "1"), ("second event", "")]
+
+
+def test_whatwg_example_empty_data_lines():
+    stream = b"data\n\ndata\ndata\n\ndata:"
+    assert [e.data for e in decode_all(stream)] == ["", "\n"]
+
+
+def test_whatwg_example_space_after_colon_is_optional():
+    assert [e.data for e in decode_all(b"data:test\n\ndata: test\n\n")] == ["test", "test"]
+
+
+def test_named_events_and_retry():
+    events = decode_all(b"event: delta\nretry: 3000\ndata: {}\n\nretry: x\ndata: 1\n\n")
+    assert [(e.event, e.retry) for e in events] == [("delta", 3000), ("message", 3000)]
+
+
+def test_comments_and_blank_lines_dispatch_nothing():
+    assert decode_all(b": keep-alive\n\n\n\n: ping\n\n") == []
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r", b"\r\n"])
+def test_each_line_ending(ending):
+    stream = b"data: a" + ending + b"data: b" + ending + ending
+    assert [e.data for e in decode_all(stream)] == ["a\nb"]
+
+
+def test_crlf_split_across_reads_is_one_line_break():
+    events = decode_all(b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n")
+    assert [e.data for e in events] == ["a\nb"]
+
+
+def test_multibyte_character_split_across_reads_stays_whole():
+    payload = "data: 流式输出\n\n".encode()
+    cut = payload.index("式".encode()) + 1  # inside the three bytes of 式
+    assert [e.data for e in decode_all(payload[:cut], payload[cut:])] == ["流式输出"]
+
+
+def test_u2028_inside_json_does_not_split_the_line():
+    text = "line\u2028separator\u2029paragraph\x85next"
+    stream = f"data: {json.dumps({'t': text}, ensure_ascii=False)}\n\n".encode()
+    (event,) = decode_all(stream)
+    assert event.json() == {"t": text}
+
+
+def test_json_split_mid_object_across_many_reads():
+    stream = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+    decoder = SSEDecoder()
+    events = [e for i in range(len(stream)) for e in decoder.feed(stream[i:i + 1])]
+    assert [e.json()["choices"][0]["delta"]["content"] for e in events] == ["hi"]
+
+
+def test_leading_bom_is_stripped_once():
+    assert [e.data for e in decode_all(b"\xef\xbb\xbfdata: x\n\n")] == ["x"]
+
+
+def test_feed_line_accepts_lines_from_iter_lines():
+    decoder = SSEDecoder()
+    lines = [b"event: error", b"data:{\"a\":1}", b""]
+    events = [decoder.feed_line(line) for line in lines]
+    assert events[:2] == [None, None] and events[2].event == "error"
+
+
+def test_encoder_round_trips_through_decoder():
+    data = {"text": "多行\n文本\r\u2028 and \"quotes\""}
+    (event,) = decode_all(encode("delta", data) + PING)
+    assert event.event == "delta" and event.json() == data
+
+
+def test_encoder_writes_one_data_line_per_event():
+    frame = encode("delta", {"text": "a\nb\rc"})
+    assert frame.count(b"\n") == 3 and frame.endswith(b"\n\n")
