@@ -128,7 +128,7 @@ class SparkProvider(Provider):
                                 f"{redact(str(e), self._secrets)}") from None
         finally:
             # Also reached on GeneratorExit (close()) and GreenletExit (a killed greenlet).
-            pass
+            ws.close(timeout=self.close_timeout)
 
     def _read_frames(self, ws: websocket.WebSocket) -> Iterator[Chunk]:
         while True:
@@ -150,6 +150,8 @@ class SparkProvider(Provider):
                 raise frame_error(code, redact(str(header.get("message") or ""), self._secrets),
                                   self.label)
             for item in choices.get("text") or ():
+                if not isinstance(item, dict):
+                    continue
                 if item.get("reasoning_content"):  # X1 thinks aloud before answering
                     yield Chunk(reasoning=item["reasoning_content"])
                 if item.get("content"):
@@ -267,6 +269,7 @@ def from_env(env: Mapping[str, str]) -> SparkProvider | None:
     missing = [_ENV[f] for f in ("app_id", "api_key", "api_secret") if f not in given]
     if missing:
         present = ", ".join(_ENV[f] for f in given)
-        raise ConfigurationError(f"environment variable {', '.join(missing)}: is required to use "
-                                 f"Spark ({present} set)")
+        verb = "is" if len(missing) == 1 else "are"
+        raise ConfigurationError(f"environment variable {', '.join(missing)}: {verb} required to "
+                                 f"use Spark ({present} set)")
     return _build(Options(ProviderSettings("spark", given), env, _ENV))

@@ -2,6 +2,7 @@
 error codes, retries, timeouts, cancellation, TLS and configuration (providers.md section 3)."""
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import ssl
@@ -69,7 +70,7 @@ def test_signed_url_matches_an_independently_computed_vector():
     assert (parts.scheme, parts.netloc, parts.path) == ("wss", "spark-api.xf-yun.com", "/v3.5/chat")
     assert dict(parse_qsl(parts.query)) == {"authorization": authorization, "date": date,
                                             "host": "spark-api.xf-yun.com"}
-    assert signature in __import__("base64").b64decode(authorization).decode()
+    assert signature in base64.b64decode(authorization).decode()
     assert url == ("wss://spark-api.xf-yun.com/v3.5/chat?authorization=" + authorization
                    + "&date=Fri%2C+05+May+2023+10%3A43%3A39+GMT&host=spark-api.xf-yun.com")
 
@@ -327,17 +328,25 @@ GEVENT_CHILD = textwrap.dedent("""
     worker = gevent.spawn(relay)
     assert first.wait(timeout=10), "no first chunk"
     worker.kill(timeout=10)  # what the relay does when the browser goes away
-    print("dead" if worker.dead else "alive")
+    print("dead" if worker.dead else "alive", flush=True)
+    sys.stdin.read()  # stay alive until the test has looked: exiting would close the socket too
 """)
 
 
 def test_a_killed_greenlet_closes_the_socket_under_gevent(standin):
     standin.script(Stall(("Once",)))
-    child = subprocess.run([sys.executable, "-c", GEVENT_CHILD, standin.url(), APP_ID, API_KEY,
-                            API_SECRET], cwd=ROOT, capture_output=True, text=True, timeout=30)
-    assert child.returncode == 0, child.stderr
-    assert child.stdout.strip() == "dead"
-    assert standin.wait_until(lambda: "client closed mid-reply" in standin.endings)
+    child = subprocess.Popen([sys.executable, "-c", GEVENT_CHILD, standin.url(), APP_ID, API_KEY,
+                              API_SECRET], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "dead", child.stderr.read()
+        assert standin.wait_until(lambda: "client closed mid-reply" in standin.endings)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+        child.stdout.close()
+        child.stderr.close()
+    assert child.returncode == 0
 
 
 # --- TLS -----------------------------------------------------------------------------------
