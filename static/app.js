@@ -70,6 +70,8 @@ async function refreshConversations() {
   }));
 }
 
+const SETTLE_POLL_MS = 1000;
+
 async function openConversation(id) {
   if (controller) return; // finish or stop the current reply first
   const conversation = await api.getConversation(id);
@@ -79,6 +81,11 @@ async function openConversation(id) {
   if ([...ui.model.options].some((o) => o.value === conversation.model)) ui.model.value = conversation.model;
   ui.status.textContent = "";
   await refreshConversations();
+  // A reply still being written (in another tab, or just stopped and not yet saved as such):
+  // look again until it settles.
+  if (conversation.messages.some((m) => m.status === "streaming")) {
+    setTimeout(() => { if (conversationId === id && !controller) openConversation(id); }, SETTLE_POLL_MS);
+  }
 }
 
 function newChat() {

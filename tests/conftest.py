@@ -20,6 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+_PROVIDER_PREFIXES = ("OPENAI_", "ERNIE_", "SPARK_")
+_APP_VARIABLES = {"STREAMDESK_CONFIG", "DATABASE_URL", "REDIS_URL", "DEFAULT_MODEL", "SECRET_KEY",
+                  "SYSTEM_PROMPT", "LOCK_SYSTEM_PROMPT", "ACCESS_CODE", "RATE_LIMIT"}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -42,10 +47,10 @@ class AppServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "INSTANCE_PATH": str(instance), "DEMO_DELAY_MS": "1",
                     "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **env}
-        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "STREAMDESK_CONFIG", "DATABASE_URL",
-                     "REDIS_URL", "ERNIE_API_KEY", "SPARK_APP_ID", "DEFAULT_MODEL"):
-            if name not in env:
-                self.env.pop(name, None)
+        # The machine's own configuration must not leak into a test's app.
+        for name in list(self.env):
+            if name not in env and (name.startswith(_PROVIDER_PREFIXES) or name in _APP_VARIABLES):
+                del self.env[name]
         self.lines: list[str] = []
         self.listening = threading.Event()
         self.process: subprocess.Popen | None = None
@@ -71,6 +76,10 @@ class AppServer:
     @property
     def log(self) -> str:
         return "".join(self.lines)
+
+    def assert_clean_log(self) -> None:
+        """No request of a test may leave a traceback in the server's log."""
+        assert "Traceback" not in self.log, self.log[-5000:]
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int:
         if self.process and self.process.poll() is None:
@@ -109,6 +118,7 @@ def app_server(upstream, tmp_path_factory):
     }, tmp_path_factory.mktemp("instance")).start()
     yield server
     server.stop()
+    server.assert_clean_log()
 
 
 def read_events(response: requests.Response) -> list[tuple[str, dict]]:
