@@ -14,13 +14,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import (DateTime, ForeignKey, Integer, String, Text, create_engine, delete,
-                        event, select, update)
+from sqlalchemy import (DateTime, Float, ForeignKey, Integer, String, Text, create_engine,
+                        delete, event, select, text, update)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from providers.base import Message
 
 STATUSES = ("streaming", "complete", "cancelled", "error", "interrupted")
+_SCHEMA_LOCK_KEY = 0x5D5C4E3A  # PostgreSQL advisory lock id for schema creation
 
 
 def _now() -> datetime:
@@ -41,6 +42,10 @@ class ConversationRow(Base):
     user_id: Mapped[str] = mapped_column(String(128), index=True)
     title: Mapped[str] = mapped_column(String(200))
     model: Mapped[str] = mapped_column(String(200))
+    # Per-conversation settings; None means the model's own default.
+    system: Mapped[str | None] = mapped_column(Text, nullable=True)
+    temperature: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
 
@@ -65,12 +70,16 @@ class MessageRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
+SETTINGS_FIELDS = ("system", "temperature", "max_tokens")
+
+
 @dataclass(frozen=True)
 class Conversation:
     id: str
     title: str
     model: str
     updated_at: str
+    settings: dict  # system, temperature, max_tokens
 
     def as_dict(self) -> dict:
         return {"id": self.id, "title": self.title, "model": self.model,
@@ -84,7 +93,8 @@ def _iso(moment: datetime) -> str:
 
 
 def _conversation(row: ConversationRow) -> Conversation:
-    return Conversation(row.id, row.title, row.model, _iso(row.updated_at))
+    settings = {field: getattr(row, field) for field in SETTINGS_FIELDS}
+    return Conversation(row.id, row.title, row.model, _iso(row.updated_at), settings)
 
 
 def _message_dict(row: MessageRow) -> dict:
@@ -112,13 +122,22 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """Create missing tables. Every worker of every instance runs this at start-up, so
+        they take turns: otherwise two see a table missing and both try to create it."""
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": _SCHEMA_LOCK_KEY})
+            elif connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")  # the database's write lock
+            Base.metadata.create_all(connection)
 
     # Conversations -----------------------------------------------------------------------
 
-    def create_conversation(self, user_id: str, title: str, model: str) -> Conversation:
+    def create_conversation(self, user_id: str, title: str, model: str,
+                            settings: dict | None = None) -> Conversation:
         with Session(self.engine) as db, db.begin():
-            row = ConversationRow(user_id=user_id, title=title, model=model)
+            row = ConversationRow(user_id=user_id, title=title, model=model, **(settings or {}))
             db.add(row)
             db.flush()
             return _conversation(row)
@@ -144,12 +163,16 @@ class Store:
                 MessageRow.conversation_id == conversation_id).order_by(MessageRow.seq))
             return [_message_dict(row) for row in rows]
 
-    def rename_conversation(self, user_id: str, conversation_id: str, title: str) -> bool:
+    def update_conversation(self, user_id: str, conversation_id: str, *,
+                            title: str | None = None, settings: dict | None = None) -> bool:
+        values = dict(settings or {})
+        if title is not None:
+            values["title"] = title
         with Session(self.engine) as db, db.begin():
-            result = db.execute(update(ConversationRow).where(
-                ConversationRow.id == conversation_id, ConversationRow.user_id == user_id)
-                .values(title=title))
-            return result.rowcount == 1
+            owned = ConversationRow.id == conversation_id, ConversationRow.user_id == user_id
+            if not values:
+                return db.scalar(select(ConversationRow.id).where(*owned)) is not None
+            return db.execute(update(ConversationRow).where(*owned).values(**values)).rowcount == 1
 
     def delete_conversation(self, user_id: str, conversation_id: str) -> bool:
         with Session(self.engine) as db, db.begin():
@@ -162,6 +185,19 @@ class Store:
             return True
 
     # Turns -------------------------------------------------------------------------------
+
+    def truncate_from(self, user_id: str, conversation_id: str, message_id: str) -> bool:
+        """Delete a user message and every later turn: "edit and resend" and "regenerate"
+        both replace the conversation from that message on."""
+        with Session(self.engine) as db, db.begin():
+            seq = db.scalar(select(MessageRow.seq).join(ConversationRow).where(
+                MessageRow.id == message_id, MessageRow.role == "user",
+                MessageRow.conversation_id == conversation_id, ConversationRow.user_id == user_id))
+            if seq is None:
+                return False
+            db.execute(delete(MessageRow).where(MessageRow.conversation_id == conversation_id,
+                                                MessageRow.seq >= seq))
+            return True
 
     def start_turn(self, conversation_id: str, user_text: str, model: str) -> tuple[str, str]:
         """Save the user's message and an empty assistant message in ``streaming`` state,

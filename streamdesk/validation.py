@@ -18,10 +18,9 @@ ID_LENGTH = 32
 class ChatInput:
     message: str
     conversation_id: str | None
+    edit_message_id: str | None
     model: str | None
-    system: str | None
-    temperature: float | None
-    max_tokens: int | None
+    settings: dict  # only the settings fields present in the request (None clears one)
 
 
 def read_json_object(request: Request) -> dict:
@@ -50,11 +49,18 @@ def parse_chat_input(body: dict, max_message_chars: int) -> ChatInput:
     return ChatInput(
         message=message,
         conversation_id=_optional_id(body, "conversation_id"),
+        edit_message_id=_optional_id(body, "edit_message_id"),
         model=_optional_string(body, "model", 200),
-        system=_optional_string(body, "system", max_message_chars),
-        temperature=_optional_temperature(body),
-        max_tokens=_optional_max_tokens(body),
+        settings=parse_settings(body, max_message_chars),
     )
+
+
+def parse_settings(body: dict, max_system_chars: int) -> dict:
+    """The per-conversation settings present in ``body``, checked."""
+    readers = {"system": lambda: _optional_string(body, "system", max_system_chars),
+               "temperature": lambda: _optional_temperature(body),
+               "max_tokens": lambda: _optional_max_tokens(body)}
+    return {field: read() for field, read in readers.items() if field in body}
 
 
 def _optional_string(body: dict, field: str, limit: int) -> str | None:

@@ -79,7 +79,8 @@ class AppServer:
 
     def assert_clean_log(self) -> None:
         """No request of a test may leave a traceback in the server's log."""
-        assert "Traceback" not in self.log, self.log[-5000:]
+        where = self.log.find("Traceback")
+        assert where == -1, "traceback in the server log:\n" + self.log[max(0, where - 300):where + 4000]
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int:
         if self.process and self.process.poll() is None:

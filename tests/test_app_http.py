@@ -279,3 +279,72 @@ def test_two_tabs_streaming_into_one_conversation_keep_both_turns(user, app_serv
     contents = [m["content"] for m in saved]
     assert len(saved) == 6 and "from tab-a" in contents and "from tab-b" in contents
     assert all(m["status"] == "complete" for m in saved)
+
+
+def test_conversation_settings_are_stored_and_used_for_later_turns(user, app_server,
+                                                                    fresh_upstream):
+    first = read_events(chat(user, app_server, message="one", model="openai/echo",
+                             system="Answer in French.", temperature=0.2, max_tokens=64))
+    conversation_id = first[0][1]["conversation_id"]
+    read_events(chat(user, app_server, message="two", conversation_id=conversation_id))
+    sent = fresh_upstream.requests[-1]["body"]
+    assert sent["messages"][0] == {"role": "system", "content": "Answer in French."}
+    assert sent["temperature"] == 0.2 and sent["max_tokens"] == 64
+    url = f"{app_server.url}/api/conversations/{conversation_id}"
+    assert user.get(url, timeout=10).json()["settings"] == {
+        "system": "Answer in French.", "temperature": 0.2, "max_tokens": 64}
+    changed = user.patch(url, json={"settings": {"system": None, "temperature": 1}}, timeout=10)
+    assert changed.json()["settings"] == {"system": None, "temperature": 1, "max_tokens": 64}
+    read_events(chat(user, app_server, message="three", conversation_id=conversation_id))
+    sent = fresh_upstream.requests[-1]["body"]
+    assert sent["messages"][0]["role"] == "user" and sent["temperature"] == 1
+
+
+@pytest.mark.parametrize("settings", [{"temperature": 9}, {"max_tokens": "many"},
+                                      {"system": 5}, "not an object"])
+def test_invalid_settings_are_refused(user, app_server, settings):
+    conversation_id = read_events(chat(user, app_server, message="x"))[0][1]["conversation_id"]
+    response = user.patch(f"{app_server.url}/api/conversations/{conversation_id}",
+                          json={"settings": settings}, timeout=10)
+    assert response.status_code == 400 and response.json()["error"]["code"].startswith("invalid_")
+
+
+def test_edit_and_resend_replaces_the_later_turns(user, app_server, fresh_upstream):
+    first = read_events(chat(user, app_server, message="one", model="openai/echo"))
+    conversation_id = first[0][1]["conversation_id"]
+    read_events(chat(user, app_server, message="two", conversation_id=conversation_id))
+    messages = conversation(user, app_server, conversation_id)["messages"]
+    edited = read_events(chat(user, app_server, message="one, edited",
+                              conversation_id=conversation_id, edit_message_id=messages[0]["id"]))
+    assert texts(edited) == "Echo: one, edited [1 messages]"
+    saved = conversation(user, app_server, conversation_id)["messages"]
+    assert [m["content"] for m in saved] == ["one, edited", "Echo: one, edited [1 messages]"]
+
+
+def test_regenerate_the_last_reply_resends_the_last_question(user, app_server, fresh_upstream):
+    first = read_events(chat(user, app_server, message="one", model="openai/echo"))
+    conversation_id = first[0][1]["conversation_id"]
+    read_events(chat(user, app_server, message="two", conversation_id=conversation_id))
+    last_question = conversation(user, app_server, conversation_id)["messages"][2]
+    read_events(chat(user, app_server, message="two", conversation_id=conversation_id,
+                     edit_message_id=last_question["id"]))
+    saved = conversation(user, app_server, conversation_id)["messages"]
+    assert [m["content"] for m in saved] == ["one", "Echo: one [1 messages]", "two",
+                                             "Echo: two [3 messages]"]
+
+
+def test_editing_someone_elses_or_an_assistant_message_is_404(app_server):
+    with requests.Session() as alice, requests.Session() as mallory:
+        events = read_events(chat(alice, app_server, message="mine"))
+        alice_conversation = events[0][1]["conversation_id"]
+        assistant_id = events[0][1]["message_id"]
+        other = read_events(chat(mallory, app_server, message="theirs"))[0][1]["conversation_id"]
+        user_message = conversation(alice, app_server, alice_conversation)["messages"][0]["id"]
+        for session, conversation_id, message_id in [
+                (mallory, other, user_message),          # alice's message, mallory's conversation
+                (alice, alice_conversation, assistant_id),  # not a user message
+                (alice, alice_conversation, "0" * 32)]:
+            response = session.post(f"{app_server.url}/chat", timeout=10, json={
+                "message": "x", "conversation_id": conversation_id, "edit_message_id": message_id})
+            assert response.status_code == 404
+        assert len(conversation(alice, app_server, alice_conversation)["messages"]) == 2

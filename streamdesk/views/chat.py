@@ -48,14 +48,23 @@ def chat():
         provider, model = app.registry.resolve(model_id)
 
     if conversation is None:
-        conversation = app.store.create_conversation(user_id, _title(chat_input.message), model_id)
+        conversation = app.store.create_conversation(user_id, _title(chat_input.message), model_id,
+                                                     chat_input.settings)
+    else:
+        if chat_input.edit_message_id and not app.store.truncate_from(
+                user_id, conversation.id, chat_input.edit_message_id):
+            raise ApiError(404, "message_not_found", "No such message in this conversation.")
+        if chat_input.settings:
+            app.store.update_conversation(user_id, conversation.id, settings=chat_input.settings)
+    settings = {**conversation.settings, **chat_input.settings}
     _, message_id = app.store.start_turn(conversation.id, chat_input.message, model_id)
 
     history = app.store.history(conversation.id)
-    reserved = REPLY_RESERVE_TOKENS + (estimate_tokens(chat_input.system) if chat_input.system else 0)
+    system = settings.get("system") or None
+    reserved = REPLY_RESERVE_TOKENS + (estimate_tokens(system) if system else 0)
     trimmed = trim_to_budget(history, provider.context_tokens(model), reserved)
-    provider_request = ChatRequest(model, tuple(trimmed), chat_input.system,
-                                   chat_input.temperature, chat_input.max_tokens)
+    provider_request = ChatRequest(model, tuple(trimmed), system, settings.get("temperature"),
+                                   settings.get("max_tokens"))
     turn = Turn(conversation.id, message_id, model_id, len(history) - len(trimmed))
     body = relay_reply(provider, provider_request, turn, app.store,
                        heartbeat_seconds=app.settings.heartbeat_seconds,

@@ -10,7 +10,7 @@ from flask import Blueprint, jsonify, request
 from ..errors import ApiError
 from ..identity import current_user_id
 from ..services import services
-from ..validation import read_json_object
+from ..validation import parse_settings, read_json_object
 
 bp = Blueprint("conversations", __name__, url_prefix="/api")
 
@@ -37,20 +37,28 @@ def get_conversation(conversation_id: str):
     messages = store.conversation_messages(user_id, conversation_id) if conversation else None
     if conversation is None or messages is None:
         raise _not_found()
-    return jsonify({**conversation.as_dict(), "messages": messages})
+    return jsonify({**conversation.as_dict(), "settings": conversation.settings,
+                    "messages": messages})
 
 
 @bp.patch("/conversations/<conversation_id>")
-def rename_conversation(conversation_id: str):
+def update_conversation(conversation_id: str):
+    """Rename, and/or change the per-conversation settings (``{"settings": {...}}``)."""
+    app, user_id = services(), current_user_id()
     body = read_json_object(request)
     title = body.get("title")
-    if not isinstance(title, str) or not title.strip():
+    if title is not None and (not isinstance(title, str) or not title.strip()):
         raise ApiError(400, "invalid_title", "'title' must be a non-empty string.")
-    title = " ".join(title.split())[:MAX_TITLE_CHARS]
-    store, user_id = services().store, current_user_id()
-    if not store.rename_conversation(user_id, conversation_id, title):
+    settings = body.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ApiError(400, "invalid_settings", "'settings' must be an object.")
+    settings = parse_settings(settings, app.settings.max_message_chars)
+    if title is not None:
+        title = " ".join(title.split())[:MAX_TITLE_CHARS]
+    if not app.store.update_conversation(user_id, conversation_id, title=title, settings=settings):
         raise _not_found()
-    return jsonify(store.get_conversation(user_id, conversation_id).as_dict())
+    conversation = app.store.get_conversation(user_id, conversation_id)
+    return jsonify({**conversation.as_dict(), "settings": conversation.settings})
 
 
 @bp.delete("/conversations/<conversation_id>")
