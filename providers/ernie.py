@@ -26,8 +26,9 @@ from streamdesk.sse import SSEDecoder
 from .base import ROLES, ChatRequest, Chunk, Message, ModelEntry, Provider, ProviderSettings, Usage
 from .config import Options
 from .errors import (AuthError, BadRequestError, ConfigurationError, ContentRefusedError,
-                     ProviderError, QuotaExceededError, RateLimitError, StreamInterruptedError,
-                     UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError, redact)
+                     ModelNotFoundError, ProviderError, QuotaExceededError, RateLimitError,
+                     StreamInterruptedError, UpstreamError, UpstreamTimeoutError,
+                     UpstreamUnavailableError, redact)
 from .history import estimate_tokens, trim_to_budget
 from .retry import RetryPolicy, retry_before_first_chunk
 
@@ -37,24 +38,34 @@ TOKEN_PATH = "/oauth/2.0/token"
 CHAT_PATH = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/"
 log = logging.getLogger(__name__)
 
-# endpoint -> (label, context window, tokens kept free for the reply). The 8K models take at
-# most 5120 input tokens, so 3072 stay free; the 128K ones reply with up to 4096.
+# endpoint -> (label, context window, tokens kept free of history, largest max_output_tokens).
+# ERNIE 4.0 and 3.5 8K take at most 5120 input tokens, so 3072 of the 8K stay free; we keep the
+# same room on every 8K model. Custom endpoints get _CUSTOM.
 ENDPOINTS = {
-    "completions_pro": ("ERNIE 4.0", 8192, 3072),
-    "completions": ("ERNIE 3.5", 8192, 3072),
-    "ernie-3.5-128k": ("ERNIE 3.5 128K", 131072, 4096),
-    "ernie_speed": ("ERNIE Speed", 8192, 3072),
-    "ernie-speed-128k": ("ERNIE Speed 128K", 131072, 4096),
-    "ernie-lite-8k": ("ERNIE Lite", 8192, 3072),
-    "ernie-tiny-8k": ("ERNIE Tiny", 8192, 3072),
-    "ernie-4.0-turbo-8k-preview": ("ERNIE 4.0 Turbo (preview)", 8192, 3072),
+    "completions_pro": ("ERNIE 4.0", 8192, 3072, 2048),
+    "completions": ("ERNIE 3.5", 8192, 3072, 2048),
+    "ernie-3.5-128k": ("ERNIE 3.5 128K", 131072, 4096, 4096),
+    "ernie_speed": ("ERNIE Speed", 8192, 3072, 2048),
+    "ernie-speed-128k": ("ERNIE Speed 128K", 131072, 4096, 4096),
+    "ernie-lite-8k": ("ERNIE Lite", 8192, 3072, 2048),
+    "ernie-tiny-8k": ("ERNIE Tiny", 8192, 3072, 2048),
+    "ernie-4.0-turbo-8k-preview": ("ERNIE 4.0 Turbo (preview)", 8192, 3072, 2048),
 }
-_UNAVAILABLE = {2, 336000, 336100}
-_RATE_LIMITED = {4, 18, 336501, 336502}
-_QUOTA = {17, 19}
-_BAD_REQUEST = set(range(336001, 336008)) | set(range(336101, 336106))
-_PERMISSION = {6, 13, 14, 15}
-_TOKEN_REJECTED = {110, 111}
+_CUSTOM = ("", 8192, 2048, 2048)
+# Baidu's error codes -> what we raise and tell the user ({what} is "error N: their words").
+# 110/111 (token invalid or expired) are handled apart: refresh once, replay once.
+_CODES = [
+    ({2, 336000, 336100}, UpstreamUnavailableError,
+     "The {name} model service is unavailable right now ({what})."),
+    ({4, 18, 336501, 336502}, RateLimitError,
+     "The {name} model service is rate limiting us ({what}). Try again shortly."),
+    ({17, 19}, QuotaExceededError,
+     "The {name} quota is used up ({what}). Ask the operator to check the account's limits."),
+    ({*range(336001, 336008), *range(336101, 336106)}, BadRequestError,
+     "The {name} model service rejected the request ({what}). This is a StreamDesk bug."),
+    ({6, 13, 14, 15}, ConfigurationError,
+     "The {name} account may not use this model ({what}). Ask the operator to grant it."),
+]
 _ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _QUERY_SECRET = re.compile(r"((?:access_token|client_id|client_secret)=)[^&\s\"']+")
 _TOKEN_LIKE = re.compile(r"\b\d+\.[0-9a-f]{16,}\.[\w.-]+")
@@ -124,7 +135,7 @@ class TokenCache:
         """Forget ``token`` if it is still the cached one: a hundred replies failing with the
         same expired token cause one refresh, not a hundred."""
         with self._lock:
-            if True:
+            if self._current and self._current[0] == token:
                 self._current = None
 
 
@@ -141,25 +152,24 @@ def shared_token_cache(token_url: str, api_key: str, secret_key: str) -> TokenCa
 def repair_history(messages: Sequence[Message]) -> list[Message]:
     """Make stored turns acceptable to ERNIE: alternating, first and last from the user.
 
-    Turns without text (a failed or cancelled reply) are dropped. Turns in a row from the same
-    side are merged, so a question that never got its answer still reaches the model; an exact
-    repeat (the user pressed retry) is kept once. Assistant turns at either end are dropped.
+    Turns without text (a failed or cancelled reply) are dropped. Of turns in a row from the
+    same side the newest is kept: a question left unanswered either failed (the user then asks
+    again or rephrases) or was refused by ERNIE's moderation, and resending a refused question
+    would get every later one refused too. Assistant turns at either end are dropped.
     """
-    groups: list[tuple[str, list[str]]] = []
+    kept: list[Message] = []
     for message in messages:
-        text = message.content.strip()
-        if message.role not in ROLES or not text:
+        if message.role not in ROLES or not message.content.strip():
             continue
-        if groups and groups[-1][0] == message.role:
-            if groups[-1][1][-1] != text:
-                groups[-1][1].append(text)
+        if kept and kept[-1].role == message.role:
+            kept[-1] = message
         else:
-            groups.append((message.role, [text]))
-    while groups and groups[0][0] != "user":
-        groups.pop(0)
-    while groups and groups[-1][0] != "user":
-        groups.pop()
-    return [Message(role, "\n\n".join(texts)) for role, texts in groups]
+            kept.append(message)
+    while kept and kept[0].role != "user":
+        kept.pop(0)
+    while kept and kept[-1].role != "user":
+        kept.pop()
+    return kept
 
 
 class ErnieProvider(Provider):
@@ -190,10 +200,12 @@ class ErnieProvider(Provider):
         self.session.close()
 
     def request_body(self, request: ChatRequest) -> dict:
+        if not self.has_model(request.model):  # the name becomes part of the URL path
+            raise ModelNotFoundError(f"{self.name} has no model {request.model!r}.")
         turns = repair_history(request.messages)
         if not turns:
             raise BadRequestError("There is no question to send: the last message is empty.")
-        _, _, reply_room = ENDPOINTS.get(request.model, ("", 0, 2048))
+        _, _, reply_room, max_output = ENDPOINTS.get(request.model, _CUSTOM)
         reserved = reply_room + (estimate_tokens(request.system) if request.system else 0)
         turns = trim_to_budget(turns, self.context_tokens(request.model), reserved)
         body: dict = {"messages": [{"role": m.role, "content": m.content} for m in turns],
@@ -204,8 +216,7 @@ class ErnieProvider(Provider):
             # ERNIE takes (0, 1]; ours is 0..2. Clamping keeps the common 0.1..1 unchanged.
             body["temperature"] = min(max(float(request.temperature), 0.01), 1.0)
         if request.max_tokens is not None:
-            ceiling = 4096 if reply_room == 4096 else 2048
-            body["max_output_tokens"] = min(max(int(request.max_tokens), 2), ceiling)
+            body["max_output_tokens"] = min(max(int(request.max_tokens), 2), max_output)
         return body
 
     def _authorised(self, request: ChatRequest) -> Iterator[Chunk]:
@@ -236,7 +247,8 @@ class ErnieProvider(Provider):
         except requests.Timeout:
             failure = UpstreamTimeoutError(f"The {self.name} token service did not answer in time.")
         except requests.RequestException:
-            failure = UpstreamUnavailableError(f"Could not connect to the {self.name} token service.")
+            failure = UpstreamUnavailableError(
+                f"Could not connect to the {self.name} token service.")
         except ValueError:
             payload = None
         if failure:  # raised outside the except block: the requests error (and URL) stays behind
@@ -249,13 +261,15 @@ class ErnieProvider(Provider):
             return token, float(expires_in) if valid else 2592000.0
         said = redact(str(payload.get("error_description") or payload.get("error") or ""),
                       self._secrets)
-        if payload.get("error") in ("invalid_client", "unauthorized_client") or status in (400, 401):
+        rejected = payload.get("error") in ("invalid_client", "unauthorized_client")
+        if rejected or status in (400, 401):
             log.warning("%s: the token service rejected the key pair (%s)", self.name, said)
             raise ConfigurationError(f"The {self.name} model service rejected the API key and "
                                      f"secret key ({said or f'HTTP {status}'}). Ask the operator "
                                      f"to check {self._hint}.")
         if status >= 500 or status == 429:
-            raise UpstreamUnavailableError(f"The {self.name} token service is unavailable (HTTP {status}).")
+            raise UpstreamUnavailableError(
+                f"The {self.name} token service is unavailable (HTTP {status}).")
         raise UpstreamError(f"The {self.name} token service sent no access token (HTTP {status}).")
 
     def _attempt(self, url: str, body: dict, token: str) -> Iterator[Chunk]:
@@ -266,7 +280,8 @@ class ErnieProvider(Provider):
         except requests.Timeout:
             failure = UpstreamTimeoutError(f"The {self.name} model service did not answer in time.")
         except requests.RequestException:
-            failure = UpstreamUnavailableError(f"Could not connect to the {self.name} model service.")
+            failure = UpstreamUnavailableError(
+                f"Could not connect to the {self.name} model service.")
         if failure:
             raise failure
         secrets = self._secrets + (token,)
@@ -293,7 +308,7 @@ class ErnieProvider(Provider):
         first = next((line for line in lines if line.strip()), None)
         if first is None:
             raise StreamInterruptedError(f"{self.name} closed the connection without a reply.")
-        if is_json or first.lstrip(b"\xef\xbb\xbf \t").startswith(b"{"):
+        if is_json or first.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{"):
             # Errors come as one plain JSON body, whatever the content type says.
             raw = [first]
             for line in lines:
@@ -301,6 +316,8 @@ class ErnieProvider(Provider):
                 if sum(map(len, raw)) > 65536:
                     break
             payload = _json(b"\n".join(raw), self.name)
+            if not {"error_code", "need_clear_history", "result"} & payload.keys():
+                raise UpstreamError(f"The {self.name} model service answered without a reply.")
             yield from self._chunks({"is_end": True, **payload}, secrets)
             return
         decoder = SSEDecoder()
@@ -320,10 +337,9 @@ class ErnieProvider(Provider):
         if payload.get("need_clear_history"):
             raise ContentRefusedError("This input was refused by the model service. "
                                       "Rephrase it, or start a new chat.")
-        if "result" not in payload:
-            raise UpstreamError(f"The {self.name} model service sent an answer without a reply.")
-        if isinstance(payload["result"], str) and payload["result"]:
-            yield Chunk(text=payload["result"])
+        text = payload.get("result")
+        if isinstance(text, str) and text:
+            yield Chunk(text=text)
         if not payload.get("is_end"):
             return
         usage = payload.get("usage")  # cumulative: only the last chunk's counts are final
@@ -343,24 +359,11 @@ class ErnieProvider(Provider):
         said = _TOKEN_LIKE.sub("[redacted]", redact(str(payload.get("error_msg") or ""), secrets))
         what = f"error {code}: {said}" if said else f"error {code}"
         log.info("%s answered %s", self.name, what)
-        if code in _TOKEN_REJECTED:
+        if code in (110, 111):
             return _TokenRejected()
-        if code in _UNAVAILABLE:
-            return UpstreamUnavailableError(
-                f"The {self.name} model service is unavailable right now ({what}).", upstream_code=code)
-        if code in _RATE_LIMITED:
-            return RateLimitError(f"The {self.name} model service is rate limiting us ({what}). "
-                                  "Try again shortly.", upstream_code=code)
-        if code in _QUOTA:
-            return QuotaExceededError(f"The {self.name} quota is used up ({what}). Ask the operator "
-                                      "to check the account's limits and balance.", upstream_code=code)
-        if code in _BAD_REQUEST:
-            return BadRequestError(f"The {self.name} model service rejected the request ({what}). "
-                                   "This is a StreamDesk bug; please report it.", upstream_code=code)
-        if code in _PERMISSION:
-            return ConfigurationError(f"The {self.name} account may not use this model ({what}). "
-                                      "Ask the operator to grant it in the Baidu console.",
-                                      upstream_code=code)
+        for codes, error_class, message in _CODES:
+            if code in codes:
+                return error_class(message.format(name=self.name, what=what), upstream_code=code)
         return UpstreamError(f"The {self.name} model service reported {what}.", upstream_code=code)
 
     def _status_error(self, response: requests.Response, secrets: tuple[str, ...]) -> Exception:
@@ -381,7 +384,8 @@ class ErnieProvider(Provider):
             return ConfigurationError(f"The {self.name} model service refused access ({what}). "
                                       f"Ask the operator to check {self._hint}.")
         if status == 408 or status >= 500:
-            return UpstreamUnavailableError(f"The {self.name} model service is unavailable ({what}).")
+            return UpstreamUnavailableError(
+                f"The {self.name} model service is unavailable ({what}).")
         return UpstreamError(f"The {self.name} model service answered {what}.")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import uuid
 
 import pytest
 import requests
@@ -19,8 +20,8 @@ from providers.ernie import ErnieProvider, TokenCache, from_env, from_settings, 
 from providers.errors import ConfigurationError, ProviderError
 from providers.retry import RetryPolicy
 from tests.standins.ernie_server import (API_KEY, CHAT_PREFIX, DEFAULT_REPLY, SECRET_KEY,
-                                         TOKEN_PATH, ErnieStandIn, cut, endless, error, gateway, refuse,
-                                         reply, stall)
+                                         TOKEN_PATH, ErnieStandIn, cut, endless, error, gateway,
+                                         refuse, reply, stall)
 
 U, A = "user", "assistant"
 
@@ -31,11 +32,27 @@ def server():
         yield standin
 
 
+_opened: list[ErnieProvider] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_providers():
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def make_provider(server, *, api_key=API_KEY, secret_key=SECRET_KEY, models=None, **kwargs):
     kwargs.setdefault("sleep", [].append)  # backoff recorded, not slept
     kwargs.setdefault("retry", RetryPolicy(max_retries=2))
-    return ErnieProvider("ernie", models or [ModelEntry("completions_pro", "ERNIE 4.0", 8192)],
-                         base_url=server.base_url, api_key=api_key, secret_key=secret_key, **kwargs)
+    # Its own token cache: a stand-in may reuse an earlier one's port, and the shared cache is
+    # keyed by base URL and key pair (test_providers_with_one_key_pair_share_one_token).
+    kwargs.setdefault("tokens", TokenCache())
+    provider = ErnieProvider("ernie", models or [ModelEntry("completions_pro", "ERNIE 4.0", 8192)],
+                             base_url=server.base_url, api_key=api_key, secret_key=secret_key,
+                             **kwargs)
+    _opened.append(provider)
+    return provider
 
 
 def ask(*turns, model="completions_pro", **kwargs) -> ChatRequest:
@@ -104,6 +121,14 @@ def test_temperature_and_max_tokens_are_mapped_into_ernie_ranges(server):
     assert sent == [(0.01, 2), (1.0, 2048), (0.7, 500)]
 
 
+def test_max_tokens_ceiling_is_4096_on_128k_models(server):
+    models = [ModelEntry("ernie-speed-128k", context_tokens=131072)]
+    provider = make_provider(server, models=models)
+    collect(provider, ask("hi", model="ernie-speed-128k", max_tokens=10**6))
+    assert sent_bodies(server)[0]["max_output_tokens"] == 4096
+    assert server.chat_requests[0]["endpoint"] == "ernie-speed-128k"
+
+
 def test_models_are_labelled_from_the_endpoint_table():
     provider = from_env({"ERNIE_API_KEY": "k", "ERNIE_SECRET_KEY": "s",
                          "ERNIE_MODELS": "completions_pro, ernie-speed-128k, my-deployment"})
@@ -122,6 +147,20 @@ def test_token_is_fetched_once_and_reused(server):
         collect(provider, ask("hi"))
     assert server.token_requests == 1
     assert len({r["token"] for r in server.chat_requests}) == 1
+
+
+def test_providers_with_one_key_pair_share_one_token():
+    api_key, secret_key = f"ErnieShared{uuid.uuid4().hex}", f"Secret{uuid.uuid4().hex}"
+    with ErnieStandIn(api_key=api_key, secret_key=secret_key) as standin:
+        env = {"ERNIE_API_KEY": api_key, "ERNIE_SECRET_KEY": secret_key,
+               "ERNIE_BASE_URL": standin.base_url}
+        settings = ProviderSettings("baidu", {"type": "ernie", "api_key": api_key,
+                                              "secret_key": secret_key,
+                                              "base_url": standin.base_url})
+        for provider in (from_env(env), from_settings(settings, {})):
+            _opened.append(provider)
+            collect(provider, ask("hi"))
+        assert standin.token_requests == 1
 
 
 def test_refresh_on_111_fetches_exactly_one_new_token(server):
@@ -173,7 +212,7 @@ def _in_parallel(provider, count):
         start.wait()
         try:
             results.append(collect(provider, ask("同时提问"))[0])
-        except ProviderError as e:  # pragma: no cover - reported by the assertion below
+        except ProviderError as e:
             results.append(e)
 
     threads = [threading.Thread(target=one) for _ in range(count)]
@@ -202,6 +241,14 @@ def test_concurrent_111_answers_cause_one_refresh(server):
     assert server.token_requests == 2
 
 
+def test_concurrent_requests_with_a_bad_key_pair_make_one_token_request(server):
+    server.token_hold = 0.5
+    provider = make_provider(server, secret_key="WrongSecretValue123")
+    results = _in_parallel(provider, 20)
+    assert [getattr(r, "code", r) for r in results] == ["configuration"] * 20
+    assert server.token_requests == 1  # the waiters share the failure instead of queueing fetches
+
+
 # History repair --------------------------------------------------------------------------------
 
 def test_broken_history_is_repaired_so_ernie_accepts_it(server):
@@ -210,7 +257,15 @@ def test_broken_history_is_repaired_so_ernie_accepts_it(server):
     text, _, _ = collect(make_provider(server), broken)
     assert text == "".join(DEFAULT_REPLY)
     assert [(m["role"], m["content"]) for m in sent_bodies(server)[0]["messages"]] == [
-        (U, "第一个问题\n\n补充一句"), (A, "回答"), (U, "最后的问题")]
+        (U, "补充一句"), (A, "回答"), (U, "最后的问题")]
+
+
+def test_a_refused_question_does_not_get_the_next_one_refused(server):
+    provider = make_provider(server)
+    assert failure(provider, ask("一个违禁的问题")).code == "content_refused"
+    # The refused turn stays in the stored history, unanswered.
+    text, _, _ = collect(provider, ask((U, "一个违禁的问题"), (U, "换个话题：今天天气如何？")))
+    assert text == "".join(DEFAULT_REPLY)
 
 
 def test_stand_in_rejects_history_that_breaks_ernie_rules(server):
@@ -233,12 +288,12 @@ def test_stand_in_rejects_history_that_breaks_ernie_rules(server):
 
 def test_repair_drops_empty_and_leading_assistant_turns():
     turns = [Message(A, "hello"), Message(U, "q1"), Message(A, ""), Message(U, "q2")]
-    assert repair_history(turns) == [Message(U, "q1\n\nq2")]
+    assert repair_history(turns) == [Message(U, "q2")]
 
 
-def test_repair_keeps_one_copy_of_a_retried_question():
-    turns = [Message(U, "q"), Message(A, "a"), Message(U, "again"), Message(U, "again")]
-    assert repair_history(turns) == [Message(U, "q"), Message(A, "a"), Message(U, "again")]
+def test_repair_keeps_the_newest_of_two_questions_in_a_row():
+    turns = [Message(U, "q"), Message(A, "a"), Message(U, "failed"), Message(U, "asked again")]
+    assert repair_history(turns) == [Message(U, "q"), Message(A, "a"), Message(U, "asked again")]
 
 
 def test_repair_drops_a_trailing_assistant_turn_and_unknown_roles():
@@ -263,6 +318,12 @@ def test_long_history_is_trimmed_oldest_first_to_the_model_budget(server):
     assert 1 < len(sent) < len(turns)
     assert sent == turns[-len(sent):]  # the newest turns, in order
     assert sent[0][0] == U
+
+
+def test_unconfigured_model_is_refused_without_calling_ernie(server):
+    error_ = failure(make_provider(server), ask("hi", model="../../oauth/2.0/token"))
+    assert error_.code == "model_not_found"
+    assert server.chat_requests == [] and server.token_requests == 0
 
 
 def test_empty_question_is_a_bad_request_without_calling_ernie(server):
@@ -292,7 +353,8 @@ def test_error_codes_map_to_error_classes_and_retries(server, code, expected, at
 
 
 def test_retryable_error_then_success_streams_the_reply(server):
-    server.script.extend([error(336100, "high load"), error(18, "Open api qps request limit reached")])
+    server.script.extend([error(336100, "high load"),
+                          error(18, "Open api qps request limit reached")])
     slept: list = []
     text, _, _ = collect(make_provider(server, sleep=slept.append), ask("hi"))
     assert text == "".join(DEFAULT_REPLY)
@@ -306,6 +368,13 @@ def test_error_body_without_json_content_type_is_detected_by_its_first_brace(ser
     error_ = failure(make_provider(server), ask("hi"))
     assert error_.code == "quota_exceeded"
     assert "daily request limit" in error_.message
+
+
+def test_error_code_body_with_an_http_error_status_is_mapped_by_its_code(server):
+    server.script.append(error(17, "Open api daily request limit reached", status=400))
+    error_ = failure(make_provider(server), ask("hi"))
+    assert error_.code == "quota_exceeded"
+    assert "error 17" in error_.message
 
 
 def test_need_clear_history_is_shown_as_refused_input(server):
@@ -340,6 +409,7 @@ def test_bad_key_pair_is_a_clear_configuration_error(server):
     env = {"ERNIE_API_KEY": API_KEY, "ERNIE_SECRET_KEY": "WrongSecretValue123",
            "ERNIE_BASE_URL": server.base_url}
     provider = from_env(env)
+    _opened.append(provider)
     error_ = failure(provider, ask("hi"))
     assert isinstance(error_, ConfigurationError)
     assert "Client authentication failed" in error_.message
@@ -399,7 +469,8 @@ def test_no_key_or_token_in_error_messages_or_logs(server, caplog):
     collect(provider, ask("hi"))
     server.expire_tokens()
     collect(provider, ask("hi"))
-    server.script.extend([error(336003, "bad request"), error(6, "no permission")])
+    server.script.extend([error(336003, "bad token {access_token}"),
+                          error(6, "no permission for {api_key}")])
     for _ in range(2):
         messages.append(failure(provider, ask("hi")).message)
     messages.append(failure(make_provider(server, secret_key="AnotherWrongSecret9"),
@@ -440,9 +511,11 @@ def test_from_env_defaults_and_bad_values_name_the_variable():
 def test_from_settings_reads_a_config_table(server):
     settings = ProviderSettings("baidu", {
         "type": "ernie", "api_key_env": "MY_ERNIE_AK", "secret_key": SECRET_KEY,
-        "base_url": server.base_url, "models": ["completions", {"name": "ernie_speed", "label": "Fast"}],
+        "base_url": server.base_url,
+        "models": ["completions", {"name": "ernie_speed", "label": "Fast"}],
         "connect_timeout": 3, "idle_timeout": 30}, source="streamdesk.toml")
     provider = from_settings(settings, {"MY_ERNIE_AK": API_KEY})
+    _opened.append(provider)
     assert [(m.id, m.label) for m in provider.models()] == [
         ("baidu/completions", "ERNIE 3.5"), ("baidu/ernie_speed", "Fast")]
     assert provider.timeout == (3.0, 30.0)

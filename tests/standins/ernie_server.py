@@ -3,7 +3,7 @@ endpoint, with the rules and error shapes of shared/reference/providers.md secti
 
 Tests steer it through attributes: ``script`` (answers for the next chat requests, made with the
 functions below; an empty script means a normal reply), ``expires_in``, ``expire_tokens()``,
-``reject_all_tokens``, ``token_hold``; and read what it saw: ``token_requests``,
+``reject_all_tokens``, ``token_hold``, ``refuse_word``; and read what it saw: ``token_requests``,
 ``chat_requests`` (endpoint, token and JSON body of each), ``disconnected`` (set when a write to
 a client fails, i.e. the client went away mid-reply).
 """
@@ -35,7 +35,8 @@ def error(code: int, message: str = "scripted error", content_type: str = "appli
 
 
 def reply(*pieces: str, crlf: bool = False, truncated: bool = False) -> dict:
-    return {"kind": "reply", "pieces": pieces or DEFAULT_REPLY, "crlf": crlf, "truncated": truncated}
+    return {"kind": "reply", "pieces": pieces or DEFAULT_REPLY, "crlf": crlf,
+            "truncated": truncated}
 
 
 def refuse() -> dict:
@@ -73,7 +74,8 @@ def check_messages(body: dict, endpoint: str = "completions_pro") -> tuple[int, 
         if not isinstance(message, dict) or message.get("role") != expected:
             which = "even" if index % 2 == 0 else "odd"
             allowed = "user or function" if index % 2 == 0 else "assistant"
-            return 336006, f"the role of message with {which} index in the messages must be {allowed}"
+            return 336006, (f"the role of message with {which} index in the messages "
+                            f"must be {allowed}")
         if not isinstance(message.get("content"), str) or not message["content"]:
             return 336003, "message content can not be empty"
     if len(messages) % 2 == 0:
@@ -107,8 +109,10 @@ class ErnieStandIn(LoopbackHTTPServer):
         self.chat_requests: list[dict] = []
         self.script: collections.deque[dict] = collections.deque()
         self.reject_all_tokens = False  # answer 111 to every chat request
-        self.token_hold = 0.0  # a token request waits this long for a rival one to arrive
+        self.refuse_word = "违禁"  # any message containing it is refused (need_clear_history)
+        self.token_hold = 0.0  # a token request waits this long for an overlapping one
         self._rival_token_request = threading.Event()
+        self._token_requests_open = 0
         self.disconnected = threading.Event()
         self.release = threading.Event()
 
@@ -159,15 +163,22 @@ class _Handler(BaseHTTPRequestHandler):
         with server.lock:
             server.token_requests += 1
             number = server.token_requests
-        if number > 1:
-            server._rival_token_request.set()
-        if server.token_hold:
-            server._rival_token_request.wait(server.token_hold)
+            server._token_requests_open += 1
+            if server._token_requests_open > 1:
+                server._rival_token_request.set()
+        try:
+            if server.token_hold:  # keep the fetch open so that rivals, if any, overlap it
+                server._rival_token_request.wait(server.token_hold)
+        finally:
+            with server.lock:
+                server._token_requests_open -= 1
         if query.get("grant_type") != "client_credentials":
-            return self._json(400, {"error": "unsupported_grant_type",
-                                    "error_description": "The authorization grant type is not supported"})
+            return self._json(400, {
+                "error": "unsupported_grant_type",
+                "error_description": "The authorization grant type is not supported"})
         if query.get("client_id") != server.api_key:
-            return self._json(401, {"error": "invalid_client", "error_description": "unknown client id"})
+            return self._json(401, {"error": "invalid_client",
+                                    "error_description": "unknown client id"})
         if query.get("client_secret") != server.secret_key:
             return self._json(401, {"error": "invalid_client",
                                     "error_description": "Client authentication failed"})
@@ -176,7 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
             server.tokens[token] = True
         self._json(200, {"access_token": token, "expires_in": server.expires_in,
                          "refresh_token": "25." + secrets.token_hex(16), "scope": "public",
-                         "session_key": secrets.token_hex(8), "session_secret": secrets.token_hex(8)})
+                         "session_key": secrets.token_hex(8),
+                         "session_secret": secrets.token_hex(8)})
 
     # chat endpoint ---------------------------------------------------------------------------
 
@@ -191,17 +203,25 @@ class _Handler(BaseHTTPRequestHandler):
             server.chat_requests.append({"endpoint": endpoint, "token": token, "body": body})
             valid = server.tokens.get(token)
         if valid is None:
-            return self._json(200, {"error_code": 110, "error_msg": "Access token invalid or no longer valid"})
+            return self._json(200, {"error_code": 110,
+                                    "error_msg": "Access token invalid or no longer valid"})
         if valid is False or server.reject_all_tokens:
             return self._json(200, {"error_code": 111, "error_msg": "Access token expired"})
         problem = check_messages(body, endpoint)
         if problem:
             return self._json(200, {"error_code": problem[0], "error_msg": problem[1]})
-        answer = server.script.popleft() if server.script else reply()
+        if server.refuse_word and any(server.refuse_word in m["content"] for m in body["messages"]):
+            answer = refuse()  # moderation reads the whole input, history included
+        else:
+            answer = server.script.popleft() if server.script else reply()
         getattr(self, "_answer_" + answer["kind"])(answer, body)
 
     def _answer_error(self, answer: dict, body: dict) -> None:
-        payload = {"error_code": answer["code"], "error_msg": answer["message"]}
+        # "{access_token}" / "{api_key}" in a scripted message: a vendor echoing what it got.
+        token = parse_qs(urlsplit(self.path).query).get("access_token", [""])[0]
+        message = answer["message"].replace("{access_token}", token)
+        payload = {"error_code": answer["code"],
+                   "error_msg": message.replace("{api_key}", self.server.api_key)}
         self._json(answer["status"], payload, answer["content_type"])
 
     def _answer_gateway(self, answer: dict, body: dict) -> None:
