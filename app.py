@@ -7,7 +7,6 @@ on HOST:PORT (default 127.0.0.1:5000).
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import sys
 from typing import Mapping
@@ -18,7 +17,9 @@ from flask_session import Session as ServerSideSessions
 
 from providers import build_registry
 from providers.errors import ConfigurationError
+from streamdesk import requests_log
 from streamdesk.errors import register_error_handlers
+from streamdesk.logs import configure_logging
 from streamdesk.services import Services
 from streamdesk.settings import SettingsError, load_settings
 from streamdesk.storage import Store
@@ -46,8 +47,9 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME_DAYS * 86400,
     )
     app.json.sort_keys = False
-    _configure_sessions(app, settings.redis_url)
-    app.extensions["streamdesk"] = Services(settings, registry, store)
+    redis_client = _configure_sessions(app, settings.redis_url)
+    app.extensions["streamdesk"] = Services(settings, registry, store, redis_client)
+    requests_log.install(app)
     register_error_handlers(app)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
@@ -55,23 +57,20 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     return app
 
 
-def _configure_sessions(app: Flask, redis_url: str | None) -> None:
-    """Server-side sessions: Redis when several instances share users, else files."""
+def _configure_sessions(app: Flask, redis_url: str | None):
+    """Server-side sessions: Redis when several instances share users, else files.
+    Returns the Redis client, if any, for the readiness check."""
+    client = None
     if redis_url:
         import redis
-        app.config.update(SESSION_TYPE="redis", SESSION_REDIS=redis.from_url(redis_url))
+        client = redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+        app.config.update(SESSION_TYPE="redis", SESSION_REDIS=client)
     else:
         directory = os.path.join(app.instance_path, "sessions")
         app.config.update(SESSION_TYPE="cachelib",
                           SESSION_CACHELIB=FileSystemCache(directory, threshold=0, mode=0o600))
     ServerSideSessions(app)
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # urllib3 logs request URLs at DEBUG, and ERNIE's access token travels in the URL.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    return client
 
 
 def _serve() -> None:
@@ -83,7 +82,7 @@ def _serve() -> None:
                               "app:app"])
 
 
-_configure_logging()
+configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
 try:
     app = create_app()
 except (ConfigurationError, SettingsError) as error:

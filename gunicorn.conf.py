@@ -6,25 +6,73 @@ caps concurrency at workers x threads. A gevent worker holds thousands of waitin
 
 gevent must monkey-patch sockets and ssl before ``requests`` is imported. gunicorn's gevent
 worker patches in each worker before it imports ``app`` -- so never set ``preload_app``, which
-would import the app (and requests) in the master first.
+would import the app (and requests) in the master first. This file itself imports nothing
+that loads ssl or requests.
 """
 import os
+import shutil
+import tempfile
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))
+preload_app = False
 
 # With gevent, ``timeout`` is how long a worker may block its event loop, not a cap on a
 # request: a reply streaming for an hour is never cut by it.
 timeout = 30
-# On SIGTERM a worker stops accepting and lets running replies finish for this long.
-graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
+# On SIGTERM a worker stops accepting and lets running replies finish for this long; then the
+# rest are saved as interrupted (streamdesk/relay.py) and their browsers told so. 25 s leaves
+# room inside the 30 s that Procfile platforms allow before SIGKILL.
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "25"))
 keepalive = 5
-preload_app = False
 
-accesslog = "-"
-errorlog = "-"
 # gunicorn's control socket lives at one fixed path per user, which two instances on one
 # machine would fight over; StreamDesk does not use it.
 control_socket_disable = True
+
+# The app writes one JSON line per request itself (with its request id); gunicorn's own
+# messages go to stderr as JSON lines too.
+accesslog = None
+errorlog = "-"
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "streamdesk.logs.JsonFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
+                            "stream": "ext://sys.stderr"}},
+    "root": {"handlers": ["stderr"], "level": "INFO"},
+    "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+                "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+}
+
+# Metrics from every worker are written to one directory and summed by /metrics
+# (prometheus-client's multiprocess mode). It must exist before the workers start.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="streamdesk-metrics-")
+
+
+def on_starting(server):
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)  # values of a previous run would be summed in
+    os.makedirs(directory, exist_ok=True)
+
+
+def post_worker_init(worker):
+    """On SIGTERM, also end this worker's live replies cleanly before the master's SIGKILL
+    (see streamdesk/lifecycle.py)."""
+    import signal
+
+    from streamdesk import lifecycle
+
+    def handle_term(signum, frame):
+        worker.handle_exit(signum, frame)  # gunicorn's own: stop accepting, finish requests
+        lifecycle.schedule_interruption(worker.cfg.graceful_timeout)
+
+    signal.signal(signal.SIGTERM, handle_term)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(worker.pid)

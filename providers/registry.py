@@ -8,14 +8,14 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from . import demo, openai_compat, spark
+from . import demo, ernie, openai_compat, spark
 from .base import ModelInfo, Provider
 from .config import load_config_file
 from .errors import ConfigurationError
 
 # type name -> provider module. Each module has TYPE, from_settings(settings, env) for a
 # STREAMDESK_CONFIG table, and from_env(env), which returns None when its variables are unset.
-PROVIDER_TYPES = {module.TYPE: module for module in (openai_compat, spark)}
+PROVIDER_TYPES = {module.TYPE: module for module in (openai_compat, ernie, spark)}
 
 
 class UnknownModelError(LookupError):

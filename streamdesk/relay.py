@@ -7,6 +7,8 @@ Event order: ``meta`` first, then ``delta``/``usage`` as they come, ``error`` if
 ``done`` last on every path the browser can still hear. When the browser has gone (the server
 closes this generator), the partial reply is saved as ``cancelled`` *before* the upstream is
 closed, so anyone who sees the upstream connection drop can already read the saved state.
+When the server itself stops (``streamdesk.lifecycle``), the reply is saved as ``interrupted``
+and the browser is told so while it still can.
 """
 from __future__ import annotations
 
@@ -15,9 +17,12 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
+from gevent import GreenletExit
+
 from providers import ChatRequest, Provider, ProviderError
 
-from . import sse
+from . import lifecycle, sse
+from .observer import ReplyObserver
 from .pump import HEARTBEAT, with_heartbeats
 from .storage import Store
 
@@ -35,8 +40,15 @@ class Turn:
     omitted_messages: int = 0
 
 
-def relay_reply(provider: Provider, request: ChatRequest, turn: Turn, store: Store, *,
-                heartbeat_seconds: float, save_interval: float) -> Iterator[bytes]:
+SERVER_STOPPING = {"code": "server_stopping",
+                   "message": "The server restarted while writing this reply. Retry to continue."}
+
+
+def relay_reply(provider: Provider, request: ChatRequest, turn: Turn, store: Store,
+                observer: ReplyObserver, *, heartbeat_seconds: float,
+                save_interval: float) -> Iterator[bytes]:
+    observer.started()
+    reply_greenlet = lifecycle.track_current_reply()
     yield sse.encode("meta", {"conversation_id": turn.conversation_id,
                               "message_id": turn.message_id, "model": turn.model_id,
                               "omitted_messages": turn.omitted_messages})
@@ -48,11 +60,15 @@ def relay_reply(provider: Provider, request: ChatRequest, turn: Turn, store: Sto
     status = "cancelled"  # what stands if the browser leaves before we know better
     chunks = with_heartbeats(provider.stream(request), heartbeat_seconds)
     last_save = time.monotonic()
+    awaiting_first_token = True
     try:
         for chunk in chunks:
             if chunk is HEARTBEAT:
                 yield sse.PING
                 continue
+            if awaiting_first_token and (chunk.text or chunk.reasoning):
+                observer.first_token()
+                awaiting_first_token = False
             if chunk.text:
                 text.append(chunk.text)
                 yield sse.encode("delta", {"text": chunk.text})
@@ -75,17 +91,23 @@ def relay_reply(provider: Provider, request: ChatRequest, turn: Turn, store: Sto
     except GeneratorExit:
         finish_reason = "cancelled"
         raise
+    except GreenletExit:  # lifecycle.ServerStopping, or gunicorn's own last-resort kill
+        status, finish_reason, error = "interrupted", "error", SERVER_STOPPING
     except Exception:
         log.exception("relay failed for message %s", turn.message_id)
         status, finish_reason = "error", "error"
         error = {"code": "internal", "message": "StreamDesk failed while relaying this reply."}
     finally:
+        reply = "".join(text)
         try:
-            store.finish_turn(turn.message_id, content="".join(text),
-                              reasoning="".join(reasoning), status=status,
-                              finish_reason=finish_reason, error=error, usage=usage)
+            store.finish_turn(turn.message_id, content=reply, reasoning="".join(reasoning),
+                              status=status, finish_reason=finish_reason, error=error,
+                              usage=usage)
         finally:
             chunks.close()
+            lifecycle.untrack(reply_greenlet)
+            observer.finished(status=status, finish_reason=finish_reason, usage=usage,
+                              error=error, reply=reply)
     if error:
         yield sse.encode("error", error)
     yield sse.encode("done", {"finish_reason": finish_reason})

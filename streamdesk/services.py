@@ -16,6 +16,7 @@ class Services:
     settings: Settings
     registry: Registry
     store: Store
+    redis: object | None  # the Redis client when sessions live in Redis
 
 
 def services() -> Services:

@@ -10,7 +10,9 @@ in the query itself, so no caller can forget it.
 """
 from __future__ import annotations
 
+import fcntl
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -110,8 +112,18 @@ def _message_dict(row: MessageRow) -> dict:
     return data
 
 
+def engine_url(database_url: str) -> str:
+    """Plain ``postgresql://`` URLs use psycopg 3, which waits cooperatively under gevent
+    (psycopg2 would block every stream of the worker during each query)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url[len(prefix):]
+    return database_url
+
+
 class Store:
     def __init__(self, database_url: str):
+        database_url = engine_url(database_url)
         options = {"pool_pre_ping": True}
         if database_url.startswith("sqlite"):
             # One engine serves every greenlet of a worker; SQLite's own thread check would
@@ -124,13 +136,23 @@ class Store:
     def create_schema(self) -> None:
         """Create missing tables. Every worker of every instance runs this at start-up, so
         they take turns: otherwise two see a table missing and both try to create it."""
+        if self.engine.dialect.name == "sqlite":
+            # SQLite's own locks do not cover switching to WAL, so workers queue on a file.
+            with _file_lock(self.engine.url.database):
+                with self.engine.begin() as connection:
+                    # WAL: readers never wait for the streaming writers. Kept in the file.
+                    connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+                    Base.metadata.create_all(connection)
+            return
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                    {"key": _SCHEMA_LOCK_KEY})
-            elif connection.dialect.name == "sqlite":
-                connection.exec_driver_sql("BEGIN IMMEDIATE")  # the database's write lock
             Base.metadata.create_all(connection)
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
 
     # Conversations -----------------------------------------------------------------------
 
@@ -253,6 +275,18 @@ class Store:
 
 def _sqlite_pragmas(connection, _record):
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the streaming writers
-    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA foreign_keys=ON")  # per connection, unlike journal_mode
     cursor.close()
+
+
+@contextmanager
+def _file_lock(database_path: str | None):
+    if not database_path or database_path == ":memory:":
+        yield
+        return
+    with open(database_path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -79,6 +79,8 @@ class AppServer:
 
     def assert_clean_log(self) -> None:
         """No request of a test may leave a traceback in the server's log."""
+        # gevent warns when it patches after ssl-using modules were imported: never here.
+        assert "MonkeyPatchWarning" not in self.log, self.log[:5000]
         where = self.log.find("Traceback")
         assert where == -1, "traceback in the server log:\n" + self.log[max(0, where - 300):where + 4000]
 

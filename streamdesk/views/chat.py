@@ -1,13 +1,15 @@
 """``POST /chat``: check everything, save the user's turn, then stream the reply as SSE."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from providers import ChatRequest, UnknownModelError
 from providers.history import estimate_tokens, trim_to_budget
 
 from ..errors import ApiError
 from ..identity import current_user_id
+from ..logs import content_logging_enabled, hash_user
+from ..observer import ReplyObserver
 from ..relay import Turn, relay_reply
 from ..services import services
 from ..validation import parse_chat_input, read_json_object
@@ -66,7 +68,11 @@ def chat():
     provider_request = ChatRequest(model, tuple(trimmed), system, settings.get("temperature"),
                                    settings.get("max_tokens"))
     turn = Turn(conversation.id, message_id, model_id, len(history) - len(trimmed))
-    body = relay_reply(provider, provider_request, turn, app.store,
+    observer = ReplyObserver(
+        provider=provider.name, model_id=model_id, request_id=g.request_id,
+        user=hash_user(user_id, app.settings.secret_key), message_id=message_id,
+        prompt=chat_input.message if content_logging_enabled() else None)
+    body = relay_reply(provider, provider_request, turn, app.store, observer,
                        heartbeat_seconds=app.settings.heartbeat_seconds,
                        save_interval=app.settings.save_interval_seconds)
     return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)

@@ -1,7 +1,7 @@
-"""The chat page and the liveness probe."""
+"""The chat page."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, render_template
 
 bp = Blueprint("pages", __name__)
 
@@ -10,7 +10,3 @@ bp = Blueprint("pages", __name__)
 def index():
     return render_template("index.html")
 
-
-@bp.get("/healthz")
-def healthz():
-    return jsonify({"status": "ok"})

@@ -1,0 +1,39 @@
+"""Prometheus metrics, correct across gunicorn's worker processes.
+
+With several workers each process counts on its own, so prometheus-client runs in multiprocess
+mode: ``gunicorn.conf.py`` points PROMETHEUS_MULTIPROC_DIR at a fresh directory before any
+worker starts, each process writes its values there, and ``/metrics`` adds them up. Without
+that variable (tests, a single process) the ordinary in-process registry is used.
+
+Nothing here runs per chunk: a reply touches these once when it starts, once at its first
+token and once when it ends.
+"""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest, multiprocess)
+
+REQUESTS = Counter("streamdesk_http_requests_total", "HTTP requests answered",
+                   ["route", "method", "status"])
+ACTIVE_STREAMS = Gauge("streamdesk_active_streams", "Replies streaming right now",
+                       multiprocess_mode="livesum")
+TIME_TO_FIRST_TOKEN = Histogram(
+    "streamdesk_time_to_first_token_seconds", "From the request to the first piece of the reply",
+    ["provider", "model"], buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120))
+STREAM_DURATION = Histogram(
+    "streamdesk_stream_duration_seconds", "Whole replies, by how they ended",
+    ["provider", "model", "outcome"], buckets=(0.5, 1, 2, 5, 10, 20, 40, 80, 160, 320, 640))
+TOKENS = Counter("streamdesk_tokens_total", "Tokens reported by providers",
+                 ["provider", "model", "kind"])
+UPSTREAM_ERRORS = Counter("streamdesk_upstream_errors_total", "Provider errors by stable code",
+                          ["provider", "code"])
+
+
+def exposition() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

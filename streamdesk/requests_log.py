@@ -1,0 +1,36 @@
+"""Per-request bookkeeping: the request id (taken from X-Request-ID or made up, and sent
+back), the request counter, and one JSON access line per request."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, g, request
+
+from . import metrics
+
+log = logging.getLogger("streamdesk.access")
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def install(app: Flask) -> None:
+    @app.before_request
+    def start():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        g.started_at = time.monotonic()
+
+    @app.after_request
+    def finish(response):
+        request_id = g.get("request_id") or uuid.uuid4().hex
+        response.headers["X-Request-ID"] = request_id
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        # For /chat this is when the headers leave; the reply's own line follows at its end.
+        log.info("request", extra={
+            "request_id": request_id, "method": request.method, "route": route,
+            "status": response.status_code,
+            "duration_ms": round((time.monotonic() - g.get("started_at", time.monotonic())) * 1000)})
+        return response

@@ -1,0 +1,92 @@
+"""Two instances behind one PostgreSQL and one Redis serve one user interchangeably."""
+from __future__ import annotations
+
+import signal
+
+import pytest
+import requests
+
+from streamdesk.sse import SSEDecoder
+from tests.conftest import AppServer, read_events
+from tests.services import postgres_url, redis_url  # noqa: F401  (fixtures)
+
+SHARED_SECRET = "shared-deployment-test-secret"
+
+
+def start_instance(name, postgres_url, redis_url, upstream, tmp_path_factory, **extra):
+    return AppServer({
+        "DATABASE_URL": postgres_url, "REDIS_URL": redis_url, "SECRET_KEY": SHARED_SECRET,
+        "OPENAI_BASE_URL": upstream.url, "OPENAI_MODELS": "echo,slow",
+        "DEFAULT_MODEL": "openai/echo", **extra,
+    }, tmp_path_factory.mktemp(name)).start()
+
+
+@pytest.fixture(scope="module")
+def instances(postgres_url, redis_url, upstream, tmp_path_factory):
+    # Started together: both create the schema at once, as a rolling deploy would.
+    servers = [start_instance(name, postgres_url, redis_url, upstream, tmp_path_factory)
+               for name in ("a", "b")]
+    yield servers
+    for server in servers:
+        server.stop()
+        server.assert_clean_log()
+
+
+def test_a_conversation_started_on_one_instance_continues_on_the_other(instances, upstream):
+    a, b = instances
+    with requests.Session() as browser:  # cookies ignore the port: one browser, two instances
+        first = read_events(browser.post(f"{a.url}/chat", json={"message": "one"}, timeout=30))
+        conversation_id = first[0][1]["conversation_id"]
+        second = read_events(browser.post(f"{b.url}/chat", timeout=30, json={
+            "message": "two", "conversation_id": conversation_id}))
+        assert "".join(d.get("text", "") for e, d in second if e == "delta") == \
+            "Echo: two [3 messages]"
+        for server in (a, b):
+            listed = browser.get(f"{server.url}/api/conversations", timeout=10).json()
+            assert [c["id"] for c in listed["conversations"]] == [conversation_id]
+            saved = browser.get(f"{server.url}/api/conversations/{conversation_id}",
+                                timeout=10).json()
+            assert len(saved["messages"]) == 4
+
+
+def test_both_instances_are_ready_and_say_so(instances):
+    for server in instances:
+        body = requests.get(f"{server.url}/readyz", timeout=10).json()
+        assert body == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_stopping_an_instance_mid_stream_saves_the_partial_reply_and_the_other_serves_on(
+        postgres_url, redis_url, upstream, tmp_path_factory):
+    upstream.reset()
+    doomed = start_instance("doomed", postgres_url, redis_url, upstream, tmp_path_factory,
+                            GRACEFUL_TIMEOUT="3", SAVE_INTERVAL_SECONDS="0")
+    survivor = start_instance("survivor", postgres_url, redis_url, upstream, tmp_path_factory)
+    try:
+        with requests.Session() as browser:
+            response = browser.post(f"{doomed.url}/chat", stream=True, timeout=60,
+                                    json={"message": "long one", "model": "openai/slow"})
+            decoder, events = SSEDecoder(), []
+            reads = response.iter_content(chunk_size=None)
+            while sum(e.event == "delta" for e in events) < 5:
+                events += decoder.feed(next(reads))
+            doomed.process.send_signal(signal.SIGTERM)  # a deploy or a scale-down
+            for data in reads:  # the grace period ends; the server says why it stopped
+                events += decoder.feed(data)
+            assert [e.event for e in events][-2:] == ["error", "done"]
+            assert events[-2].json()["code"] == "server_stopping"
+            seen = "".join(e.json()["text"] for e in events if e.event == "delta")
+            conversation_id = events[0].json()["conversation_id"]
+            assert doomed.process.wait(timeout=30) == 0
+
+            saved = browser.get(f"{survivor.url}/api/conversations/{conversation_id}",
+                                timeout=10).json()["messages"][1]
+            assert saved["status"] == "interrupted" and saved["content"] == seen
+            after = read_events(browser.post(f"{survivor.url}/chat", timeout=30, json={
+                "message": "still there?", "conversation_id": conversation_id,
+                "model": "openai/echo"}))
+            assert after[-1] == ("done", {"finish_reason": "stop"})
+    finally:
+        for server in (doomed, survivor):
+            server.stop()
+        doomed.assert_clean_log()
+        survivor.assert_clean_log()
