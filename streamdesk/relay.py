@@ -65,6 +65,9 @@ def relay_reply(provider: Provider, request: ChatRequest, turn: Turn, store: Sto
         for chunk in chunks:
             if chunk is HEARTBEAT:
                 yield sse.PING
+                # Touch the row while the model is silent, so it never looks abandoned.
+                store.save_progress(turn.message_id, "".join(text), "".join(reasoning))
+                last_save = time.monotonic()
                 continue
             if awaiting_first_token and (chunk.text or chunk.reasoning):
                 observer.first_token()

@@ -23,6 +23,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from providers.base import Message
 
 STATUSES = ("streaming", "complete", "cancelled", "error", "interrupted")
+# A reply touched by nobody for this long lost its process (SIGKILL, OOM, power): it reads as
+# interrupted. Live relays touch their row at least every heartbeat (at most 15 s).
+STALE_STREAMING_SECONDS = 60
 _SCHEMA_LOCK_KEY = 0x5D5C4E3A  # PostgreSQL advisory lock id for schema creation
 
 
@@ -70,6 +73,8 @@ class MessageRow(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now,
+                                                 onupdate=_now)
 
 
 SETTINGS_FIELDS = ("system", "temperature", "max_tokens")
@@ -99,8 +104,16 @@ def _conversation(row: ConversationRow) -> Conversation:
     return Conversation(row.id, row.title, row.model, _iso(row.updated_at), settings)
 
 
+def _status(row: MessageRow) -> str:
+    if row.status == "streaming":
+        updated = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=timezone.utc)
+        if (_now() - updated).total_seconds() > STALE_STREAMING_SECONDS:
+            return "interrupted"
+    return row.status
+
+
 def _message_dict(row: MessageRow) -> dict:
-    data = {"id": row.id, "role": row.role, "content": row.content, "status": row.status}
+    data = {"id": row.id, "role": row.role, "content": row.content, "status": _status(row)}
     if row.role == "assistant":
         data.update(model=row.model, reasoning=row.reasoning, finish_reason=row.finish_reason)
         if row.error_code:
@@ -239,11 +252,10 @@ class Store:
         """The turns to send upstream: every user turn, and every assistant turn that has
         text (a partial reply the user saw counts; one still streaming in another tab not)."""
         with Session(self.engine) as db:
-            rows = db.execute(select(MessageRow.role, MessageRow.content, MessageRow.status)
-                              .where(MessageRow.conversation_id == conversation_id)
-                              .order_by(MessageRow.seq))
-            return [Message(role, content) for role, content, status in rows
-                    if role == "user" or (content and status != "streaming")]
+            rows = db.scalars(select(MessageRow).where(
+                MessageRow.conversation_id == conversation_id).order_by(MessageRow.seq))
+            return [Message(row.role, row.content) for row in rows
+                    if row.role == "user" or (row.content and _status(row) != "streaming")]
 
     def save_progress(self, message_id: str, content: str, reasoning: str) -> None:
         with Session(self.engine) as db, db.begin():
