@@ -17,8 +17,9 @@ from flask_session import Session as ServerSideSessions
 
 from providers import build_registry
 from providers.errors import ConfigurationError
-from streamdesk import requests_log
+from streamdesk import limits, requests_log, security
 from streamdesk.errors import register_error_handlers
+from streamdesk.identity import resolve_identity
 from streamdesk.logs import configure_logging
 from streamdesk.services import Services
 from streamdesk.settings import SettingsError, load_settings
@@ -49,10 +50,15 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.json.sort_keys = False
     redis_client = _configure_sessions(app, settings.redis_url)
     app.extensions["streamdesk"] = Services(settings, registry, store, redis_client)
+    # Hook order matters: request id, cross-site refusal, identity, then the rate limiter
+    # (which counts per user, so it needs the identity).
     requests_log.install(app)
+    security.install(app)
+    app.before_request(resolve_identity)
     register_error_handlers(app)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    limits.install(app)
     atexit.register(registry.close)
     return app
 

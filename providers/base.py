@@ -72,6 +72,7 @@ class ModelEntry:
     name: str
     label: str = ""
     context_tokens: int = 8192
+    system_prompt: str | None = None  # the operator's, for every conversation on this model
 
 
 class Provider(abc.ABC):
@@ -93,6 +94,10 @@ class Provider(abc.ABC):
     def context_tokens(self, model: str) -> int:
         entry = self._models.get(model)
         return entry.context_tokens if entry else 8192
+
+    def operator_system_prompt(self, model: str) -> str | None:
+        entry = self._models.get(model)
+        return entry.system_prompt if entry else None
 
     @abc.abstractmethod
     def stream(self, request: ChatRequest) -> Iterator[Chunk]:

@@ -107,6 +107,9 @@ class Options:
             raise self.fail(field, "must list at least one model")
         labels = labels or {}
         context_tokens = context_tokens or {}
+        table_prompt = self.settings.options.get("system_prompt")
+        if table_prompt is not None and not isinstance(table_prompt, str):
+            raise self.fail("system_prompt", "must be text")
         entries = []
         for item in value:
             if isinstance(item, str):
@@ -117,9 +120,12 @@ class Options:
             name = item["name"]
             label = item.get("label", labels.get(name, name))
             tokens = item.get("context_tokens", context_tokens.get(name, 8192))
-            if not isinstance(label, str) or isinstance(tokens, bool) or not isinstance(tokens, int):
-                raise self.fail(field, f"model {name!r}: label must be text, context_tokens a whole number")
-            entries.append(ModelEntry(name, label, tokens))
+            prompt = item.get("system_prompt", table_prompt)
+            if not isinstance(label, str) or isinstance(tokens, bool) or not isinstance(tokens, int) \
+                    or (prompt is not None and not isinstance(prompt, str)):
+                raise self.fail(field, f"model {name!r}: label and system_prompt must be text, "
+                                       "context_tokens a whole number")
+            entries.append(ModelEntry(name, label, tokens, prompt or None))
         return entries
 
 

@@ -45,6 +45,12 @@ class Registry:
             raise UnknownModelError(model_id)
         return provider, model
 
+    def operator_system_prompt(self, model_id: str, default: str | None) -> str | None:
+        """The operator's system prompt for a model: its own from the config file, else the
+        SYSTEM_PROMPT given for all."""
+        provider, model = self.resolve(model_id)
+        return provider.operator_system_prompt(model) or default
+
     def close(self) -> None:
         for provider in self.providers.values():
             provider.close()

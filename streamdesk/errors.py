@@ -14,9 +14,10 @@ _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.retry_after = retry_after
 
 
 def json_error(status: int, code: str, message: str):
@@ -28,7 +29,10 @@ def json_error(status: int, code: str, message: str):
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(error: ApiError):
-        return json_error(error.status, error.code, error.message)
+        response = json_error(error.status, error.code, error.message)
+        if error.retry_after is not None:
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

@@ -6,10 +6,13 @@ naming the variable.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
 from typing import Mapping
+
+from limits import parse_many
 
 
 class SettingsError(ValueError):
@@ -27,11 +30,25 @@ class Settings:
     heartbeat_seconds: float
     save_interval_seconds: float
     cookie_secure: bool
+    # Identity (docs/helpdesk.md)
+    access_code: str | None
+    trusted_user_header: str | None
+    trusted_proxies: tuple  # ipaddress networks
+    # The operator-locked assistant
+    system_prompt: str | None
+    lock_system_prompt: bool
+    # Limits
+    rate_limit: str | None
+    ip_rate_limit: str | None
+    max_streams_per_user: int
+    # Hardening
+    frame_ancestors: str
+    cors_origins: tuple[str, ...]
 
 
 def load_settings(env: Mapping[str, str], instance_path: str) -> Settings:
     os.makedirs(instance_path, exist_ok=True)
-    return Settings(
+    settings = Settings(
         instance_path=instance_path,
         secret_key=env.get("SECRET_KEY") or _instance_secret(instance_path),
         database_url=env.get("DATABASE_URL")
@@ -42,7 +59,22 @@ def load_settings(env: Mapping[str, str], instance_path: str) -> Settings:
         heartbeat_seconds=_number(env, "HEARTBEAT_SECONDS", 10.0, 0.05, 15.0),
         save_interval_seconds=_number(env, "SAVE_INTERVAL_SECONDS", 1.0, 0.0, 60.0),
         cookie_secure=_flag(env, "SESSION_COOKIE_SECURE"),
+        access_code=env.get("ACCESS_CODE") or None,
+        trusted_user_header=env.get("TRUSTED_USER_HEADER") or None,
+        trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+        system_prompt=env.get("SYSTEM_PROMPT") or None,
+        lock_system_prompt=_flag(env, "LOCK_SYSTEM_PROMPT"),
+        rate_limit=_rate_limit(env, "RATE_LIMIT"),
+        ip_rate_limit=_rate_limit(env, "IP_RATE_LIMIT"),
+        max_streams_per_user=_integer(env, "MAX_STREAMS_PER_USER", 3, 1),
+        frame_ancestors=env.get("FRAME_ANCESTORS", "").strip() or "'none'",
+        cors_origins=tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",")
+                           if o.strip()),
     )
+    if settings.trusted_user_header and not settings.trusted_proxies:
+        raise SettingsError("environment variable TRUSTED_PROXIES: required with "
+                            "TRUSTED_USER_HEADER (the addresses of the proxies that set it)")
+    return settings
 
 
 def _instance_secret(instance_path: str) -> str:
@@ -82,6 +114,31 @@ def _number(env, name, default, minimum, maximum):
         raise SettingsError(f"environment variable {name}: must be a number, not {raw!r}") from None
     if not minimum <= value <= maximum:
         raise SettingsError(f"environment variable {name}: must be between {minimum} and {maximum}")
+    return value
+
+
+def _networks(env, name) -> tuple:
+    networks = []
+    for part in env.get(name, "").split(","):
+        if part.strip():
+            try:
+                networks.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise SettingsError(f"environment variable {name}: {part.strip()!r} is not an "
+                                    "IP address or network") from None
+    return tuple(networks)
+
+
+def _rate_limit(env, name) -> str | None:
+    """Flask-Limiter's notation: '20/minute;300/day'."""
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        parse_many(value)
+    except ValueError:
+        raise SettingsError(f"environment variable {name}: {value!r} is not a rate limit like "
+                            "'20/minute;300/day'") from None
     return value
 
 

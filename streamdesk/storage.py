@@ -14,10 +14,10 @@ import fcntl
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (DateTime, Float, ForeignKey, Integer, String, Text, create_engine,
-                        delete, event, select, text, update)
+                        delete, event, func, select, text, update)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from providers.base import Message
@@ -78,6 +78,14 @@ class MessageRow(Base):
 
 
 SETTINGS_FIELDS = ("system", "temperature", "max_tokens")
+
+
+class RateLimitRow(Base):
+    """Fixed-window counters for rate limits when there is no Redis (streamdesk.limit_storage)."""
+    __tablename__ = "rate_limits"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[float] = mapped_column(Float)
 
 
 @dataclass(frozen=True)
@@ -247,6 +255,15 @@ class Store:
                        .values(updated_at=_now(), model=model))
             db.flush()
             return user.id, assistant.id
+
+    def active_streams(self, user_id: str) -> int:
+        """Replies of this user being written now, on any instance."""
+        fresh = _now() - timedelta(seconds=STALE_STREAMING_SECONDS)
+        with Session(self.engine) as db:
+            return db.scalar(select(func.count()).select_from(MessageRow).join(ConversationRow)
+                             .where(ConversationRow.user_id == user_id,
+                                    MessageRow.status == "streaming",
+                                    MessageRow.updated_at > fresh))
 
     def history(self, conversation_id: str) -> list[Message]:
         """The turns to send upstream: every user turn, and every assistant turn that has

@@ -63,6 +63,13 @@ def parse_settings(body: dict, max_system_chars: int) -> dict:
     return {field: read() for field, read in readers.items() if field in body}
 
 
+def refuse_locked_system(settings: dict, locked: bool) -> None:
+    """With LOCK_SYSTEM_PROMPT the operator's prompt is the only one: say so, don't ignore."""
+    if locked and settings.get("system"):
+        raise ApiError(400, "system_prompt_locked",
+                       "The system prompt is set by the operator and cannot be changed.")
+
+
 def _optional_string(body: dict, field: str, limit: int) -> str | None:
     value = body.get(field)
     if value is None:

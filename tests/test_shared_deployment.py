@@ -90,3 +90,41 @@ def test_stopping_an_instance_mid_stream_saves_the_partial_reply_and_the_other_s
             server.stop()
         doomed.assert_clean_log()
         survivor.assert_clean_log()
+
+
+
+def chat_status(server, session=None, message="hi") -> int:
+    """A fresh connection each time, so the requests spread over the workers too."""
+    post = session.post if session else requests.post
+    response = post(f"{server.url}/chat", json={"message": message}, timeout=30,
+                    headers={"Connection": "close"})
+    if response.status_code == 200:
+        read_events(response)
+    return response.status_code
+
+
+def test_a_users_rate_limit_is_counted_across_instances_in_redis(postgres_url, redis_url,
+                                                                  upstream, tmp_path_factory):
+    a, b = (start_instance(name, postgres_url, redis_url, upstream, tmp_path_factory,
+                           RATE_LIMIT="2/minute") for name in ("limit-a", "limit-b"))
+    try:
+        with requests.Session() as browser:
+            assert [chat_status(a, browser), chat_status(b, browser)] == [200, 200]
+            assert chat_status(a, browser) == 429 and chat_status(b, browser) == 429
+    finally:
+        for server in (a, b):
+            server.stop()
+            server.assert_clean_log()
+
+
+def test_without_redis_the_database_counts_for_every_instance(postgres_url, upstream,
+                                                              tmp_path_factory):
+    a, b = (start_instance(name, postgres_url, "", upstream, tmp_path_factory,
+                           IP_RATE_LIMIT="3/minute") for name in ("db-a", "db-b"))
+    try:
+        assert [chat_status(a), chat_status(b), chat_status(a)] == [200, 200, 200]
+        assert chat_status(b) == 429
+    finally:
+        for server in (a, b):
+            server.stop()
+            server.assert_clean_log()

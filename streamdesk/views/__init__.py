@@ -1,6 +1,7 @@
+from .access import bp as access_bp
 from .chat import bp as chat_bp
 from .conversations import bp as conversations_bp
 from .ops import bp as ops_bp
 from .pages import bp as pages_bp
 
-blueprints = (pages_bp, chat_bp, conversations_bp, ops_bp)
+blueprints = (pages_bp, access_bp, chat_bp, conversations_bp, ops_bp)

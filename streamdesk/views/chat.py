@@ -8,11 +8,12 @@ from providers.history import estimate_tokens, trim_to_budget
 
 from ..errors import ApiError
 from ..identity import current_user_id
+from ..limits import check_stream_cap
 from ..logs import content_logging_enabled, hash_user
 from ..observer import ReplyObserver
 from ..relay import Turn, relay_reply
 from ..services import services
-from ..validation import parse_chat_input, read_json_object
+from ..validation import ChatInput, parse_chat_input, read_json_object, refuse_locked_system
 
 bp = Blueprint("chat", __name__)
 
@@ -31,6 +32,7 @@ STREAM_HEADERS = {
 def chat():
     app = services()
     chat_input = parse_chat_input(read_json_object(request), app.settings.max_message_chars)
+    refuse_locked_system(chat_input.settings, app.settings.lock_system_prompt)
     user_id = current_user_id()  # sets the session cookie now: never inside the generator
 
     conversation = None
@@ -38,16 +40,9 @@ def chat():
         conversation = app.store.get_conversation(user_id, chat_input.conversation_id)
         if conversation is None:
             raise ApiError(404, "conversation_not_found", "No such conversation.")
-    model_id = chat_input.model or (conversation.model if conversation else None) \
-        or app.registry.default_model
-    try:
-        provider, model = app.registry.resolve(model_id)
-    except UnknownModelError:
-        if chat_input.model or conversation is None:
-            raise ApiError(400, "unknown_model", f"Unknown model {model_id!r}.") from None
-        # The conversation's model was removed from the configuration: use the default.
-        model_id = app.registry.default_model
-        provider, model = app.registry.resolve(model_id)
+    model_id = _choose_model(chat_input, conversation)
+    provider, model = app.registry.resolve(model_id)
+    check_stream_cap(user_id)
 
     if conversation is None:
         conversation = app.store.create_conversation(user_id, _title(chat_input.message), model_id,
@@ -61,8 +56,8 @@ def chat():
     settings = {**conversation.settings, **chat_input.settings}
     _, message_id = app.store.start_turn(conversation.id, chat_input.message, model_id)
 
+    system = _system_prompt(model_id, settings.get("system"))
     history = app.store.history(conversation.id)
-    system = settings.get("system") or None
     reserved = REPLY_RESERVE_TOKENS + (estimate_tokens(system) if system else 0)
     trimmed = trim_to_budget(history, provider.context_tokens(model), reserved)
     provider_request = ChatRequest(model, tuple(trimmed), system, settings.get("temperature"),
@@ -76,6 +71,29 @@ def chat():
                        heartbeat_seconds=app.settings.heartbeat_seconds,
                        save_interval=app.settings.save_interval_seconds)
     return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
+
+
+def _choose_model(chat_input: ChatInput, conversation) -> str:
+    registry = services().registry
+    model_id = chat_input.model or (conversation.model if conversation else None) \
+        or registry.default_model
+    try:
+        registry.resolve(model_id)
+    except UnknownModelError:
+        if chat_input.model or conversation is None:
+            raise ApiError(400, "unknown_model", f"Unknown model {model_id!r}.") from None
+        # The conversation's model was removed from the configuration: use the default.
+        return registry.default_model
+    return model_id
+
+
+def _system_prompt(model_id: str, users: str | None) -> str | None:
+    """The operator's prompt first (it cannot be dropped), then the user's own, if allowed."""
+    app = services()
+    operators = app.registry.operator_system_prompt(model_id, app.settings.system_prompt)
+    if app.settings.lock_system_prompt:
+        users = None
+    return "\n\n".join(part for part in (operators, users) if part) or None
 
 
 def _title(message: str) -> str:

@@ -10,7 +10,7 @@ from flask import Blueprint, jsonify, request
 from ..errors import ApiError
 from ..identity import current_user_id
 from ..services import services
-from ..validation import parse_settings, read_json_object
+from ..validation import parse_settings, read_json_object, refuse_locked_system
 
 bp = Blueprint("conversations", __name__, url_prefix="/api")
 
@@ -53,6 +53,7 @@ def update_conversation(conversation_id: str):
     if not isinstance(settings, dict):
         raise ApiError(400, "invalid_settings", "'settings' must be an object.")
     settings = parse_settings(settings, app.settings.max_message_chars)
+    refuse_locked_system(settings, app.settings.lock_system_prompt)
     if title is not None:
         title = " ".join(title.split())[:MAX_TITLE_CHARS]
     if not app.store.update_conversation(user_id, conversation_id, title=title, settings=settings):

@@ -20,6 +20,7 @@ the behaviour, so one server can back both the provider tests and the app under 
   cut                      one delta, then the connection closes (no finish, no [DONE])
   stall                    one delta, then silence (idle-timeout tests)
   finish-no-done           finish_reason but the stream ends without [DONE]
+  xss                      a reply full of script-injection attempts (XSS_PAYLOADS)
 """
 from __future__ import annotations
 
@@ -62,6 +63,23 @@ def chunk(delta: dict | None = None, finish: str | None = None, **extra) -> dict
             "model": "standin",
             "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}], **extra}
 
+
+# What a hostile or compromised model might write: each tries to run window.__xss = N.
+XSS_PAYLOADS = [
+    "<script>window.__xss = 1</script>",
+    '<img src=x onerror="window.__xss = 2">',
+    "[click me](javascript:window.__xss=3)",
+    '<iframe src="javascript:window.__xss=4"></iframe>',
+    '<svg onload="window.__xss = 5"><circle r=1></circle></svg>',
+    "![pic](javascript:window.__xss=6)",
+    '<a href="data:text/html,<script>parent.__xss=7</script>">data link</a>',
+    '<details open ontoggle="window.__xss = 8">x</details>',
+    "```html\n<script>window.__xss = 9</script>\n```",
+    '<form action="javascript:window.__xss=10"><button>go</button></form>',
+    '<object data="javascript:window.__xss=11"></object>',
+    '<style>body{display:none}</style>',
+    "$\\href{javascript:window.__xss=12}{math link}$",
+]
 
 USAGE = {"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
 
@@ -134,6 +152,10 @@ class _Handler(BaseHTTPRequestHandler):
                                 done=True)
         if model == "hard-framing":
             return self._hard_framing()
+        if model == "xss":
+            pieces = [p for payload in XSS_PAYLOADS for p in (payload, "\n\n")]
+            return self._events([chunk({"content": p}) for p in pieces] + [chunk(finish="stop")],
+                                done=True)
         ending = b"\r\n" if model == "crlf" else b"\n"
         self._events(self._echo(body), done=True, ending=ending)
 
