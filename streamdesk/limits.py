@@ -12,7 +12,7 @@ import time
 from flask import Flask
 from flask_limiter import Limiter, RateLimitExceeded
 
-from . import limit_storage  # noqa: F401  (registers the streamdesk-db:// storage scheme)
+from .limit_storage import DatabaseLimitStorage
 from .errors import ApiError, json_error
 from .identity import client_address, current_user_id
 from .services import services
@@ -29,7 +29,7 @@ def install(app: Flask) -> None:
     if settings.redis_url:
         storage = {"storage_uri": settings.redis_url}
     else:
-        storage = {"storage_uri": "streamdesk-db://",
+        storage = {"storage_uri": DatabaseLimitStorage.STORAGE_SCHEME[0] + "://",
                    "storage_options": {"engine": app_services.store.engine}}
     limiter = Limiter(client_address, app=app, key_prefix="streamdesk", headers_enabled=True,
                       strategy="fixed-window", **storage)

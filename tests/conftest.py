@@ -16,6 +16,9 @@ import requests
 from streamdesk.sse import SSEDecoder
 from tests.standins.openai_server import OpenAIStandIn
 
+# Fixtures of the shared-deployment tests: real PostgreSQL and Redis.
+pytest_plugins = ("tests.services",)
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 

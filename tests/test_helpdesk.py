@@ -1,8 +1,6 @@
 """A company deployment: access code, SSO through a trusted header, a locked assistant, limits."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 import requests
 

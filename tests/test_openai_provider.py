@@ -1,6 +1,5 @@
 """The OpenAI-compatible provider against a stand-in server on loopback."""
 import logging
-import threading
 
 import pytest
 

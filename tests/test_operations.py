@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 import requests
 
 from tests.conftest import AppServer, read_events

@@ -8,7 +8,6 @@ import requests
 
 from streamdesk.sse import SSEDecoder
 from tests.conftest import AppServer, read_events
-from tests.services import postgres_url, redis_url  # noqa: F401  (fixtures)
 
 SHARED_SECRET = "shared-deployment-test-secret"
 
