@@ -29,11 +29,14 @@ async function errorFrom(response) {
   }
 }
 
+export const getSession = () => request("GET", "/api/session");
+export const enterAccessCode = (code) => request("POST", "/api/access", { code });
 export const listModels = () => request("GET", "/api/models");
 export const listConversations = () => request("GET", "/api/conversations");
 export const getConversation = (id) => request("GET", `/api/conversations/${encodeURIComponent(id)}`);
-export const renameConversation = (id, title) =>
-  request("PATCH", `/api/conversations/${encodeURIComponent(id)}`, { title });
+/** Change a conversation's title and/or its settings ({system, temperature, max_tokens}). */
+export const updateConversation = (id, changes) =>
+  request("PATCH", `/api/conversations/${encodeURIComponent(id)}`, changes);
 export const deleteConversation = (id) => request("DELETE", `/api/conversations/${encodeURIComponent(id)}`);
 
 /** POST /chat and yield its events as {event, data: parsed JSON}. Abort with `signal`. */

@@ -1,6 +1,7 @@
 """Driving the real page in Debian's Chromium through Playwright."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -12,16 +13,28 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-sync"]
 
 
+_playwright = {"instance": None, "users": 0}
+
+
 @pytest.fixture(scope="session")
 def browser():
+    # One Playwright driver for the whole run, however many modules define this fixture
+    # (importing it into a test module makes a fixture of that module): a second sync driver
+    # cannot start while one runs.
     from playwright.sync_api import sync_playwright
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"Chromium is not installed at {CHROMIUM}: run the README's test command, "
                     "which installs it from the OS packages.")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    if _playwright["instance"] is None:
+        _playwright["instance"] = sync_playwright().start()
+    _playwright["users"] += 1
+    browser = _playwright["instance"].chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+    _playwright["users"] -= 1
+    if not _playwright["users"]:
+        _playwright["instance"].stop()
+        _playwright["instance"] = None
 
 
 @pytest.fixture
@@ -34,3 +47,112 @@ def page(browser):
     yield page
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}; console: {console}"
+
+
+# -- the chat page's own tests (tests/test_page_*.py) ----------------------------------------
+
+PAGE_MODELS = "echo,slow,midstream-error,cut,reasoning"
+
+
+@pytest.fixture(scope="session")
+def page_server(upstream, tmp_path_factory):
+    """One app for every page test: the demo model (default) and the stand-in's scenarios.
+
+    Each Playwright context is a new anonymous user, so tests never see each other's chats.
+    """
+    from tests.conftest import AppServer
+    server = AppServer({
+        "OPENAI_BASE_URL": upstream.url,
+        "OPENAI_API_KEY": "sk-page-test-key-0123456789",
+        "OPENAI_MODELS": PAGE_MODELS,
+        "DEFAULT_MODEL": "demo/offline",
+        "DEMO_DELAY_MS": "2",
+        "HEARTBEAT_SECONDS": "1",
+        "MAX_MESSAGE_CHARS": "200000",  # the 20,000-token reply is an echo of a long message
+    }, tmp_path_factory.mktemp("page-instance")).start()
+    yield server
+    server.stop()
+    server.assert_clean_log()
+
+
+@pytest.fixture
+def open_page(browser, page_server):
+    """open_page(path="/", **context_options) -> a page of a new context (a new user).
+
+    Every page opened is checked at the end for uncaught JavaScript errors.
+    """
+    contexts, errors = [], []
+
+    def open_(path: str = "/", **options):
+        options.setdefault("viewport", {"width": 1280, "height": 800})
+        options.setdefault("locale", "en-US")
+        options.setdefault("base_url", page_server.url)
+        context = browser.new_context(**options)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(path)
+        wait_until_ready(page)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def wait_until(page, predicate: str, arg=None, timeout_ms: float = 15_000):
+    """Wait until the JavaScript function `predicate(arg)` returns something truthy.
+
+    The page's Content-Security-Policy forbids eval, which page.wait_for_function uses to
+    compile its predicate; page.evaluate is not subject to it, so the polling runs inside one
+    evaluate call, checking every 20 ms.
+    """
+    return page.evaluate(f"""async (arg) => {{
+        const predicate = {predicate};
+        const deadline = performance.now() + {timeout_ms};
+        for (;;) {{
+            const value = await predicate(arg);
+            if (value) return value;
+            if (performance.now() > deadline) throw new Error({json.dumps("timed out: " + predicate)});
+            await new Promise((resolve) => setTimeout(resolve, 20));
+        }}
+    }}""", arg)
+
+
+def wait_until_ready(page) -> None:
+    """The model list has arrived, and with it the markdown libraries."""
+    page.locator("#model option").first.wait_for(state="attached")
+
+
+def send_message(page, text: str, model: str | None = None, wait: bool = True,
+                 paste: bool = False) -> None:
+    """Put `text` in the composer and press Enter; by default wait until the reply ends.
+
+    paste=True sets it in one go, as a paste does (fill() types long texts slowly)."""
+    from playwright.sync_api import expect
+    if model:
+        page.select_option("#model", model)
+    if paste:
+        page.evaluate("""text => {
+            const input = document.getElementById('input');
+            input.value = text;
+            input.dispatchEvent(new InputEvent('input', { inputType: 'insertFromPaste' }));
+        }""", text)
+    else:
+        page.fill("#input", text)
+    page.press("#input", "Enter")
+    if wait:
+        expect(page.locator("#send")).to_be_visible(timeout=20_000)
+        expect(page.locator("article.message.assistant").last).to_have_attribute("aria-busy", "false")
+
+
+def last_reply(page):
+    return page.locator("article.message.assistant").last
+
+
+def conversation_json(page) -> dict:
+    """The open conversation as the server has it (through the page's own session)."""
+    conversation_id = page.evaluate("decodeURIComponent(location.hash.slice(1))")
+    assert conversation_id, "no conversation is open"
+    return page.request.get(f"/api/conversations/{conversation_id}").json()

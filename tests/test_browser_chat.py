@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import browser, page  # noqa: F401  (fixtures)
+pytest.register_assert_rewrite("tests.browser")
+from tests.browser import browser, page, wait_until  # noqa: E402,F401  (fixtures)
 from tests.conftest import AppServer
 
 
@@ -32,9 +33,8 @@ def test_send_watch_the_reply_grow_stop_reload_and_reopen(page, slow_demo_server
     reply = assistant_text(page)
     expect(reply).to_contain_text("offline demo model")
     seen = len(reply.text_content())
-    page.wait_for_function(
-        "n => document.querySelector('article.message.assistant .body').textContent.length > n",
-        arg=seen)
+    wait_until(page, "n => document.querySelector('article.message.assistant .body').textContent.length > n",
+               seen)
     expect(page.locator("#stop")).to_be_visible()
 
     page.click("#stop")
