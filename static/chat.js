@@ -7,6 +7,9 @@
 import { ApiError, streamChat } from "./api.js";
 import { estimateTokens } from "./messages.js";
 
+// Errors after which the server saves the reply as interrupted rather than failed.
+const INTERRUPTIONS = new Set(["interrupted", "server_stopping"]);
+
 /**
  * Stream one reply into `reply` (an AssistantMessage). Resolves with the final status once the
  * stream ends. Throws ApiError when the server refused the request before streaming: nothing
@@ -39,7 +42,8 @@ export async function streamReply({ payload, reply, signal, onMeta }) {
         finishReason = data.finish_reason;
       }
     }
-    status = error ? "error" : finishReason === null ? "interrupted" : "complete";
+    if (error) status = INTERRUPTIONS.has(error.code) ? "interrupted" : "error";
+    else status = finishReason === null ? "interrupted" : "complete";
   } catch (failure) {
     if (failure instanceof ApiError && !meta) throw failure;
     if (failure.name === "AbortError") {

@@ -130,7 +130,7 @@ export class AssistantMessage {
     row.className = "note-row";
     const note = document.createElement("small");
     note.className = "note";
-    if (status === "error") {
+    if (error || status === "error") {
       const code = error?.code || "internal";
       const reason = document.createElement("span");
       tr(reason, `reason.${code}`, null, "textContent", "reason.internal");

@@ -49,6 +49,7 @@ def test_send_watch_the_reply_grow_stop_reload_and_reopen(page, slow_demo_server
     entry.click()
     expect(page.locator("article.message.user .body")).to_have_text("Hello from Chromium 你好")
     expect(page.locator("article.message.assistant .note")).to_have_text("Stopped.")
+    expect(page.locator("article.message.assistant")).to_have_attribute("aria-busy", "false")  # rendered
     saved = assistant_text(page).text_content()
     assert saved.startswith(stopped_at[: len(stopped_at) // 2]) and len(saved) >= len(stopped_at) - 40
 
