@@ -6,15 +6,16 @@ import { signIn } from "./access.js";
 import * as api from "./api.js";
 import { streamReply } from "./chat.js";
 import { copyText } from "./clipboard.js";
-import { exportConversation } from "./export.js";
-import { LANGUAGES, currentLanguage, setLanguage, t, tr, translatePage } from "./i18n.js";
+import { closeMenu, initExportMenu, initLanguageSwitch } from "./controls.js";
+import { t, tr, translatePage } from "./i18n.js";
 import { addIcons } from "./icons.js";
 import { sendsOnEnter } from "./keys.js";
-import { AssistantMessage, UserMessage, openEditor, viewOf } from "./messages.js";
+import { AssistantMessage, UserMessage, adoptIds, openEditor, viewOf } from "./messages.js";
 import { loadRenderer } from "./render.js";
 import { AutoScroll } from "./scroll.js";
 import { EMPTY_SETTINGS, SettingsDialog, fillModelPicker, hasModel, showCustomised } from "./settings.js";
 import { Sidebar, confirmDialog, deleteTexts } from "./sidebar.js";
+import { StatusLine } from "./status.js";
 import { initTheme } from "./theme.js";
 
 const $ = (id) => document.getElementById(id);
@@ -31,6 +32,7 @@ const state = {
   conversation: null, // {id, title, settings} of the open conversation; null: a new chat
   draft: { ...EMPTY_SETTINGS }, // settings chosen for a new chat, sent with its first message
   controller: null, // the AbortController of the reply being written
+  syncing: Promise.resolve(), // learning the ids of the last turn's messages
 };
 const busy = () => state.controller !== null;
 
@@ -45,20 +47,9 @@ const sidebar = new Sidebar({
 }, { open: openConversation, rename: renameConversation, remove: deleteConversation });
 const settingsDialog = new SettingsDialog($("settings-dialog"), saveSettings);
 
-/** The status line under the composer (a polite live region). */
-function say(key, args = null) {
-  if (key) {
-    tr(ui.status, key, args);
-  } else {
-    delete ui.status.dataset.i18n;
-    ui.status.textContent = "";
-  }
-}
-
-function sayText(text) {
-  delete ui.status.dataset.i18n;
-  ui.status.textContent = text;
-}
+const status = new StatusLine(ui.status);
+const say = (key, args) => status.say(key, args);
+const sayText = (text) => status.text(text);
 
 // Conversations -------------------------------------------------------------------------------
 
@@ -93,12 +84,18 @@ function renderMessages(messages) {
   }
 }
 
-async function openConversation(id) {
+let opening = 0; // the latest openConversation call; an older one's answer is dropped
+
+/** Show conversation `id`; `refresh` reloads it even when it is the one already shown. */
+async function openConversation(id, { refresh = false } = {}) {
   await ready;
   if (busy()) return say("status.busy");
+  if (state.conversation?.id === id && !refresh) return undefined;
+  const call = ++opening;
   let conversation;
   try {
     conversation = await api.getConversation(id);
+    if (call !== opening) return undefined;
   } catch (error) {
     sayText(t("status.loadFailed", { message: error.message }));
     showHeader();
@@ -114,13 +111,14 @@ async function openConversation(id) {
   // look again until it settles.
   if (conversation.messages.some((m) => m.status === "streaming")) {
     setTimeout(() => {
-      if (state.conversation?.id === id && !busy()) openConversation(id);
+      if (state.conversation?.id === id && !busy()) openConversation(id, { refresh: true });
     }, SETTLE_POLL_MS);
   }
 }
 
 function newChat() {
   if (busy()) return say("status.busy");
+  opening += 1; // a conversation still loading is not shown any more
   state.conversation = null;
   state.draft = { ...EMPTY_SETTINGS };
   ui.messages.replaceChildren();
@@ -211,13 +209,14 @@ async function send(text, { editId = null } = {}) {
     state.controller = null;
     setBusy(false);
   }
-  await syncWithServer();
+  state.syncing = syncWithServer();
+  await state.syncing;
   return true;
 }
 
 async function reopenAfterRefusal() {
   const message = ui.status.textContent;
-  await openConversation(state.conversation.id);
+  await openConversation(state.conversation.id, { refresh: true });
   sayText(message);
 }
 
@@ -237,16 +236,7 @@ async function syncWithServer() {
     const conversation = await api.getConversation(state.conversation.id);
     if (busy() || state.conversation?.id !== conversation.id) return; // moved on meanwhile
     state.conversation = summary(conversation);
-    const articles = [...ui.messages.querySelectorAll(":scope > article.message")];
-    const same = articles.length === conversation.messages.length
-      && articles.every((article, i) => article.dataset.role === conversation.messages[i].role);
-    if (same) {
-      articles.forEach((article, i) => {
-        if (article.dataset.id !== conversation.messages[i].id) article.dataset.id = conversation.messages[i].id;
-      });
-    } else {
-      renderMessages(conversation.messages);
-    }
+    if (!adoptIds(ui.messages, conversation.messages)) renderMessages(conversation.messages);
     showHeader();
     await refreshList();
   } catch (error) {
@@ -281,14 +271,15 @@ function regenerate(article) {
   send(viewOf(question).text, { editId: question.dataset.id });
 }
 
-ui.messages.addEventListener("click", (event) => {
+ui.messages.addEventListener("click", async (event) => {
   const button = event.target.closest("button[data-action]");
   const article = button?.closest("article.message");
   if (!article) return;
   const { action } = button.dataset;
-  if (action === "copy-code") copyFrom(button, button.closest(".codeblock").querySelector("code").textContent);
-  else if (action === "copy") copyFrom(button, viewOf(article).text);
-  else if (busy()) say("status.busy");
+  if (action === "copy-code") return copyFrom(button, button.closest(".codeblock").querySelector("code").textContent);
+  if (action === "copy") return copyFrom(button, viewOf(article).text);
+  await state.syncing; // a click right after a reply ends waits for the messages' ids
+  if (busy()) say("status.busy");
   else if (action === "edit" && article.dataset.id && !article.querySelector(".edit-form")) {
     openEditor(article, (text) => send(text, { editId: article.dataset.id }));
   } else if (action === "regenerate" || action === "retry") regenerate(article);
@@ -315,10 +306,7 @@ ui.stop.addEventListener("click", stop);
 document.addEventListener("keydown", (event) => {
   // Esc stops the reply, unless it is closing something else first (a dialog, a menu, an edit).
   if (event.key !== "Escape" || event.defaultPrevented || document.querySelector("dialog[open]")) return;
-  if (ui.exportMenu.open) {
-    ui.exportMenu.open = false;
-    ui.exportMenu.querySelector("summary").focus();
-  } else if (busy()) {
+  if (!closeMenu(ui.exportMenu) && busy()) {
     event.preventDefault();
     stop();
   }
@@ -330,26 +318,8 @@ ui.newChat.addEventListener("click", newChat);
 ui.settings.addEventListener("click", () => settingsDialog.open(
   state.conversation ? state.conversation.settings : state.draft, { newChat: !state.conversation }));
 
-ui.exportMenu.addEventListener("click", async (event) => {
-  const button = event.target.closest("button[data-format]");
-  if (!button || !state.conversation) return;
-  ui.exportMenu.open = false;
-  try {
-    exportConversation(await api.getConversation(state.conversation.id), button.dataset.format);
-  } catch (error) {
-    sayText(error.message);
-  }
-});
-document.addEventListener("click", (event) => {
-  if (ui.exportMenu.open && !ui.exportMenu.contains(event.target)) ui.exportMenu.open = false;
-});
-
-ui.language.replaceChildren(...Object.entries(LANGUAGES).map(([code, name]) => {
-  const option = new Option(name, code, false, code === currentLanguage());
-  option.lang = code;
-  return option;
-}));
-ui.language.addEventListener("change", () => setLanguage(ui.language.value));
+initExportMenu(ui.exportMenu, () => state.conversation?.id, (error) => sayText(error.message));
+initLanguageSwitch(ui.language);
 
 // Start ---------------------------------------------------------------------------------------
 

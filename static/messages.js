@@ -175,6 +175,22 @@ export class AssistantMessage {
   }
 }
 
+/**
+ * After a turn, give the page's messages the ids the server saved them under (edit and
+ * regenerate need them). False when the page and the server disagree on the messages.
+ */
+export function adoptIds(container, messages) {
+  const articles = [...container.querySelectorAll(":scope > article.message")];
+  const same = articles.length === messages.length
+    && articles.every((article, i) => article.dataset.role === messages[i].role);
+  if (!same) return false;
+  articles.forEach((article, i) => {
+    // Only when it changed: a finished message's element is never touched again.
+    if (article.dataset.id !== messages[i].id) article.dataset.id = messages[i].id;
+  });
+  return true;
+}
+
 /** Edit a user message in place; `send(text)` resends it (and replaces the turns after it). */
 export function openEditor(article, send) {
   const view = views.get(article);
