@@ -304,8 +304,10 @@ ui.input.addEventListener("keydown", (event) => {
 
 ui.stop.addEventListener("click", stop);
 document.addEventListener("keydown", (event) => {
-  // Esc stops the reply, unless it is closing something else first (a dialog, a menu, an edit).
-  if (event.key !== "Escape" || event.defaultPrevented || document.querySelector("dialog[open]")) return;
+  // Esc stops the reply, unless it is closing something else first (a dialog, a menu, an edit,
+  // an input method's candidates).
+  if (event.key !== "Escape" || event.isComposing || event.defaultPrevented
+      || document.querySelector("dialog[open]")) return;
   if (!closeMenu(ui.exportMenu) && busy()) {
     event.preventDefault();
     stop();
