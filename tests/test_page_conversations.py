@@ -169,3 +169,17 @@ def test_export_is_offered_only_for_a_saved_conversation(open_page):
     expect(page.locator("#export")).to_be_visible()
     expect(last_reply(page)).to_have_attribute("data-status", "complete")
     expect(page).to_have_url(re.compile(r"#[0-9a-f]+$"))
+
+
+def test_switching_away_waits_while_a_reply_is_written(open_page):
+    page = open_page()
+    start_conversations(page, "Other chat")
+    send_message(page, "Count", model="openai/slow", wait=False)
+    expect(last_reply(page).locator(".body")).to_contain_text("1 ")
+    page.locator(".conversation-open", has_text="Other chat").click()
+    expect(page.locator("#status")).to_have_text("A reply is being written: stop it first (Esc).")
+    expect(page.locator("article.message.user .body")).to_have_text("Count")
+    page.keyboard.press("Escape")
+    expect(last_reply(page).locator(".note")).to_have_text("Stopped.")
+    page.locator(".conversation-open", has_text="Other chat").click()
+    expect(page.locator("article.message.user .body")).to_have_text("Other chat")

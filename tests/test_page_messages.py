@@ -198,3 +198,16 @@ def test_settings_out_of_range_are_refused_in_the_dialog(open_page):
     assert dialog.get_by_label("Temperature").evaluate("input => !input.validity.valid")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
+
+
+def test_a_refused_message_gives_its_text_back_with_the_reason(open_page):
+    page = open_page()
+    # The server refuses before streaming (here: its rate limit), so nothing was saved.
+    page.route("**/chat", lambda route: route.fulfill(
+        status=429, content_type="application/json", headers={"Retry-After": "30"},
+        body='{"error": {"code": "rate_limited", "message": "Too many messages: try again in 30 s."}}'))
+    send_message(page, "Will be refused", wait=False)
+    expect(page.locator("#status")).to_have_text("Too many messages: try again in 30 s.")
+    expect(page.locator("article.message")).to_have_count(0)
+    expect(page.locator("#input")).to_have_value("Will be refused")
+    expect(page.locator("#send")).to_be_visible()
