@@ -81,8 +81,14 @@ export class AssistantMessage {
     const view = new AssistantMessage(container, { id: message.id }, options);
     if (message.reasoning) view.appendReasoning(message.reasoning);
     view.markdown.text = message.content || "";
-    view.markdown.finish();
-    view.setStatus(message.status, { error: message.error, finishReason: message.finish_reason });
+    if (message.status === "streaming") {
+      // Still being written (in another tab, or just stopped and not yet saved as such): what
+      // was saved so far, with a note; the page looks again until it settles.
+      view.markdown.finish();
+      view.showNote("streaming", null, null);
+    } else {
+      view.setStatus(message.status, { error: message.error, finishReason: message.finish_reason });
+    }
     if (message.usage?.completion_tokens) view.setStats({ tokens: message.usage.completion_tokens });
     return view;
   }
@@ -145,7 +151,7 @@ export class AssistantMessage {
       tr(note, finishReason === "length" ? "status.length" : `status.${status}`);
     }
     row.append(note);
-    if (status !== "complete") {
+    if (status !== "complete" && status !== "streaming") {
       const retry = document.createElement("button");
       retry.type = "button";
       retry.className = "retry";

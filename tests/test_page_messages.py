@@ -211,3 +211,21 @@ def test_a_refused_message_gives_its_text_back_with_the_reason(open_page):
     expect(page.locator("article.message")).to_have_count(0)
     expect(page.locator("#input")).to_have_value("Will be refused")
     expect(page.locator("#send")).to_be_visible()
+
+
+def test_a_reply_still_being_written_elsewhere_shows_what_was_saved_and_settles(open_page):
+    writer = open_page()
+    send_message(writer, "Count for both tabs", model="openai/slow", wait=False)
+    expect(last_reply(writer).locator(".body")).to_contain_text("60 ")  # saved at least once
+    reader = writer.context.new_page()  # a second tab of the same browser
+    errors = []
+    reader.on("pageerror", lambda error: errors.append(str(error)))
+    reader.goto(writer.url)  # the address names the conversation
+    reply = last_reply(reader)
+    expect(reply.locator(".note")).to_have_text("Still being written…")
+    expect(reply.locator(".body")).to_contain_text("1 2 3")
+    expect(reply.locator("[data-action=retry]")).to_have_count(0)
+    writer.click("#stop")
+    # The reader looks again each second until the reply has settled.
+    expect(last_reply(reader).locator(".note")).to_have_text("Stopped.", timeout=10_000)
+    assert not errors
