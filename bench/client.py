@@ -1,0 +1,354 @@
+"""The bench's load client: opens N streams (ramped), reads every event, and measures per
+chunk how long it took from the upstream's write to this process's read.
+
+  python bench/client.py --port 5000 --mode relay --streams 100 --chunks 200 --interval-ms 50
+
+Modes (what is asked and how the end of a reply is recognised):
+
+  relay   POST /chat to StreamDesk ({"message", "model"}); events ``delta``, ends at ``done``
+  direct  POST /v1/chat/completions to the stand-in upstream itself; ends at ``data: [DONE]``
+  naive   POST /chat to bench/naive_relay.py; OpenAI-shaped events, ends at ``data: [DONE]``
+
+Each chunk's text carries ``~<seq>@<send ns>~`` (bench/upstream.py). The receive time is
+``time.monotonic_ns()`` when the bytes are handed to this process, for every chunk in that
+read. A stream *completes* when its end event arrived, no error event came, the HTTP body
+ended properly and every sequence number was seen; chunks *lost* are those never seen.
+
+Plain asyncio protocols (uvloop when installed): an HTTP/1.1 parser just big enough for
+chunked and close-delimited bodies, a regex over whole events for the stamps. It prints one
+JSON object (summary, percentiles, its own CPU time and event-loop lag) on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import resource
+import sys
+import time
+
+_STAMP = re.compile(rb"~(\d+)@(\d+)~")
+_RELAY_DONE = re.compile(rb'event: done\r?\ndata: \{"finish_reason":"([a-z_]*)"')
+_RELAY_ERROR = re.compile(rb"event: error\r?\ndata: (.*)")
+
+
+class Stream(asyncio.Protocol):
+    __slots__ = ("run", "index", "t_start", "t_first", "status", "head", "raw", "sse", "chunked",
+                 "length", "seen", "count", "dupes", "last_seq", "disorder", "ended", "terminal",
+                 "error", "transport", "body_done", "finished", "lat")
+
+    def __init__(self, run: "Run", index: int):
+        self.run = run
+        self.index = index
+        self.t_start = time.monotonic_ns()
+        self.t_first = 0
+        self.status = 0
+        self.head = bytearray()
+        self.raw = bytearray()  # body bytes not yet de-chunked
+        self.sse = bytearray()  # de-chunked bytes not yet cut into events
+        self.chunked = False
+        self.length = -1
+        self.seen = bytearray(run.chunks)
+        self.count = 0
+        self.dupes = 0
+        self.last_seq = -1
+        self.disorder = 0
+        self.terminal = None  # "done:<reason>" or "[DONE]"
+        self.error = None
+        self.transport = None
+        self.body_done = False
+        self.finished = False
+        self.lat = run.latencies
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.run.request_bytes)
+
+    def data_received(self, data):
+        now = time.monotonic_ns()
+        if not self.status:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.head[:end]).decode("latin-1").lower()
+            data = bytes(self.head[end + 4:])
+            self.head = None
+            try:
+                self.status = int(head.split(" ", 2)[1])
+            except (IndexError, ValueError):
+                self.status = -1
+            self.chunked = "transfer-encoding: chunked" in head
+            match = re.search(r"content-length: *(\d+)", head)
+            self.length = int(match.group(1)) if match else -1
+            if self.status != 200:
+                self.error = f"HTTP {self.status}"
+                self.transport.close()
+                return
+            run = self.run
+            run.streaming += 1
+            if run.streaming > run.peak_streaming:
+                run.peak_streaming = run.streaming
+        if self.chunked:
+            raw = self.raw
+            raw += data
+            pos = 0
+            while True:
+                eol = raw.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                size = int(raw[pos:eol].split(b";", 1)[0], 16)
+                if size == 0:
+                    self.body_done = True
+                    pos = len(raw)
+                    break
+                if len(raw) < eol + 2 + size + 2:
+                    break
+                self.sse += raw[eol + 2:eol + 2 + size]
+                pos = eol + 2 + size + 2
+            del raw[:pos]
+        else:
+            self.sse += data
+            if self.length >= 0 and len(self.sse) >= self.length:
+                self.body_done = True
+        self._events(now)
+        if self.body_done:
+            self._finish()
+
+    def _events(self, now: int):
+        sse = self.sse
+        end = sse.rfind(b"\n\n")
+        if end < 0:
+            return
+        block = bytes(sse[:end + 2])
+        del sse[:end + 2]
+        seen, lat, steady, steady_from = self.seen, self.lat, self.run.steady, self.run.steady_from
+        for match in _STAMP.finditer(block):
+            seq = int(match.group(1))
+            if seq >= len(seen):
+                continue
+            if seen[seq]:
+                self.dupes += 1
+                continue
+            seen[seq] = 1
+            self.count += 1
+            if seq < self.last_seq:
+                self.disorder += 1
+            self.last_seq = seq
+            sent = int(match.group(2))
+            lat.append(now - sent)
+            if sent >= steady_from:
+                steady.append(now - sent)
+            if not self.t_first:
+                self.t_first = now
+        if self.run.mode == "relay":
+            if b"event: error" in block:
+                match = _RELAY_ERROR.search(block)
+                self.error = "error event: " + (match.group(1)[:200].decode("utf-8", "replace")
+                                                if match else "?")
+            if b"event: done" in block:
+                match = _RELAY_DONE.search(block)
+                self.terminal = "done:" + (match.group(1).decode() if match else "?")
+        elif b"data: [DONE]" in block:
+            self.terminal = "[DONE]"
+
+    def eof_received(self):
+        if not self.chunked and self.length < 0:
+            self.body_done = True  # a close-delimited body ends here
+        return False
+
+    def connection_lost(self, exc):
+        if self.sse:
+            self.sse += b"\n\n"
+            self._events(time.monotonic_ns())
+        if not self.finished:
+            if self.error is None:
+                self.error = ("connection lost: " + repr(exc)) if exc else \
+                    ("closed before the end" if not self.body_done else None)
+            self._finish()
+
+    def _finish(self):
+        if self.finished:
+            return
+        self.finished = True
+        run = self.run
+        if self.status == 200:
+            run.streaming -= 1
+        expected_end = "done:stop" if run.mode == "relay" else "[DONE]"
+        if self.error is None and self.terminal != expected_end:
+            self.error = f"ended with {self.terminal or 'no end event'}"
+        if self.error is None and self.count != run.chunks:
+            self.error = f"{run.chunks - self.count} chunks missing"
+        run.record(self)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Run:
+    def __init__(self, args):
+        self.args = args
+        self.mode = args.mode
+        self.chunks = args.chunks
+        self.latencies: list[int] = []
+        # Chunks written once every stream has been open for a second: the relay's steady
+        # cost, without the burst of stream set-ups during the ramp.
+        self.steady: list[int] = []
+        self.steady_from = time.monotonic_ns() + int((args.ramp + 1.0) * 1e9)
+        self.ttft: list[int] = []
+        self.durations: list[int] = []
+        self.completed = 0
+        self.failed = 0
+        self.received = 0
+        self.dupes = 0
+        self.disorder = 0
+        self.errors: dict[str, int] = {}
+        self.pending = args.streams
+        self.streaming = 0  # answered 200 and not finished: what the server holds open
+        self.peak_streaming = 0
+        self.streams: list[Stream] = []
+        self.all_done = asyncio.Event()
+        message = json.dumps({"bench": "ticks", "chunks": args.chunks,
+                              "interval_ms": args.interval_ms, "pad": args.pad})
+        if self.mode == "direct":
+            path = "/v1/chat/completions"
+            body = {"model": "bench", "stream": True, "stream_options": {"include_usage": True},
+                    "messages": [{"role": "user", "content": message}]}
+        else:
+            path = "/chat"
+            body = {"message": message}
+            if self.mode == "relay":
+                body["model"] = args.model
+        payload = json.dumps(body).encode()
+        self.request_bytes = (
+            f"POST {path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
+            f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+
+    def record(self, stream: Stream):
+        self.received += stream.count
+        self.dupes += stream.dupes
+        self.disorder += stream.disorder
+        if stream.t_first:
+            self.ttft.append(stream.t_first - stream.t_start)
+        if stream.error is None:
+            self.completed += 1
+            self.durations.append(time.monotonic_ns() - stream.t_start)
+        else:
+            self.failed += 1
+            key = re.sub(r"\d+", "N", stream.error)[:120]
+            self.errors[key] = self.errors.get(key, 0) + 1
+        self.pending -= 1
+        if self.pending == 0:
+            self.all_done.set()
+
+
+def percentiles(values: list[int], scale: float = 1e-6) -> dict:
+    """p50/p90/p99/p99.9/max of integer nanoseconds, in milliseconds."""
+    if not values:
+        return {}
+    values = sorted(values)
+    n = len(values)
+
+    def at(q):
+        return round(values[min(n - 1, int(q * n))] * scale, 3)
+
+    return {"n": n, "min": round(values[0] * scale, 3), "p50": at(0.50), "p90": at(0.90),
+            "p99": at(0.99), "p999": at(0.999), "max": round(values[-1] * scale, 3),
+            "mean": round(sum(values) / n * scale, 3)}
+
+
+async def lag_monitor(samples: list[float], stop: asyncio.Event, period: float = 0.01):
+    while not stop.is_set():
+        t = time.monotonic()
+        await asyncio.sleep(period)
+        samples.append((time.monotonic() - t - period) * 1000)
+
+
+async def main_async(args) -> dict:
+    loop = asyncio.get_running_loop()
+    run = Run(args)
+    stop = asyncio.Event()
+    lags: list[float] = []
+    monitor = asyncio.ensure_future(lag_monitor(lags, stop))
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = loop.time()
+    connect_failures = 0
+
+    async def open_stream(i: int):
+        nonlocal connect_failures
+        stream = Stream(run, i)
+        run.streams.append(stream)
+        try:
+            await loop.create_connection(lambda: stream, args.host, args.port)
+        except OSError as error:
+            connect_failures += 1
+            stream.error = f"connect: {error.__class__.__name__}"
+            stream._finish()
+
+    tasks = []
+    for i in range(args.streams):
+        at = t0 + (args.ramp * i / args.streams if args.streams > 1 else 0)
+        delay = at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(open_stream(i)))
+    deadline = t0 + args.ramp + args.chunks * args.interval_ms / 1000 + args.slack
+    try:
+        await asyncio.wait_for(run.all_done.wait(), max(0.1, deadline - loop.time()))
+    except asyncio.TimeoutError:
+        for stream in run.streams:
+            if not stream.finished:
+                stream.error = stream.error or f"timeout ({stream.count} chunks read)"
+                stream._finish()
+        for task in tasks:
+            task.cancel()
+    wall = loop.time() - t0
+    stop.set()
+    await monitor
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    expected = args.streams * args.chunks
+    return {
+        "mode": args.mode, "streams": args.streams, "chunks_per_stream": args.chunks,
+        "interval_ms": args.interval_ms, "ramp_s": args.ramp,
+        "completed": run.completed, "failed": run.failed,
+        "chunks_expected": expected, "chunks_received": run.received,
+        "chunks_lost": expected - run.received, "duplicates": run.dupes,
+        "out_of_order": run.disorder, "errors": run.errors,
+        "connect_failures": connect_failures, "peak_streaming": run.peak_streaming,
+        "latency_ms": percentiles(run.latencies), "ttft_ms": percentiles(run.ttft),
+        "steady_latency_ms": percentiles(run.steady),
+        "stream_duration_ms": percentiles(run.durations),
+        "wall_s": round(wall, 3),
+        "client_cpu_s": round(usage1.ru_utime + usage1.ru_stime
+                              - usage0.ru_utime - usage0.ru_stime, 3),
+        "client_loop_lag_ms": percentiles([int(x * 1e6) for x in lags]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="StreamDesk bench load client")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mode", choices=("relay", "direct", "naive"), required=True)
+    parser.add_argument("--model", default="openai/bench")
+    parser.add_argument("--streams", type=int, default=10)
+    parser.add_argument("--chunks", type=int, default=200)
+    parser.add_argument("--interval-ms", type=float, default=50)
+    parser.add_argument("--pad", type=int, default=0, help="extra bytes of text per chunk")
+    parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which to connect")
+    parser.add_argument("--slack", type=float, default=20.0,
+                        help="seconds past the ideal end before unfinished streams fail")
+    args = parser.parse_args()
+    try:
+        import uvloop
+        runner = uvloop.run
+    except (ImportError, AttributeError):
+        runner = asyncio.run
+    result = runner(main_async(args))
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""Starting, watching and stopping the processes of a bench run.
+
+Everything here runs on loopback only. Every process started is stopped in a ``finally`` by
+its own pid (SIGTERM, then SIGKILL after a grace period); nothing is left running.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+# The machine's own configuration must not leak into the app under test (as tests/conftest.py).
+_PROVIDER_PREFIXES = ("OPENAI_", "ERNIE_", "SPARK_")
+_APP_VARIABLES = {"STREAMDESK_CONFIG", "DATABASE_URL", "REDIS_URL", "DEFAULT_MODEL", "SECRET_KEY",
+                  "SYSTEM_PROMPT", "LOCK_SYSTEM_PROMPT", "ACCESS_CODE", "RATE_LIMIT",
+                  "WEB_CONCURRENCY", "WORKER_CONNECTIONS", "SAVE_INTERVAL_SECONDS",
+                  "HEARTBEAT_SECONDS", "INSTANCE_PATH", "LOG_LEVEL", "PORT", "HOST"}
+
+
+def raise_fd_limit(wanted: int = 65536) -> int:
+    """2,000 streams need ~6,000 descriptors across the processes; the default may be 1,024.
+    Children inherit the raised soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def procfile_command(app_dir: Path, port: int) -> list[str]:
+    """The Procfile's web command, word for word, with $PORT filled in (as tests/conftest.py)."""
+    (line,) = [l for l in (app_dir / "Procfile").read_text().splitlines() if l.startswith("web:")]
+    words = shlex.split(line.removeprefix("web:").replace("$PORT", str(port)))
+    words[0] = str(BIN / words[0])  # the gunicorn of this virtual environment
+    return words
+
+
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith(_PROVIDER_PREFIXES) or k in _APP_VARIABLES)}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, b""
+    except OSError:
+        return 0, b""
+
+
+class Proc:
+    """A child process whose output goes to a log file (never a pipe that could fill)."""
+
+    def __init__(self, name: str, command: list[str], log: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None):
+        self.name = name
+        self.log_path = log
+        self._log = open(log, "wb")
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                        env=env, cwd=cwd, start_new_session=True)
+        self.pid = self.process.pid
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if text in log:
+                return log
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{log[-3000:]}")
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not say {text!r} in {timeout} s:\n{self.log()[-3000:]}")
+
+    def stop(self, grace: float = 15.0) -> None:
+        if self.process.poll() is None:
+            try:
+                self.process.send_signal(signal.SIGTERM)
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        # A gunicorn worker outliving its master would be orphaned: end our own group's
+        # survivors by pid (the group was made by start_new_session for this child alone).
+        for pid in _group_members(self.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == pgid:
+                    members.append(int(entry))
+            except (ProcessLookupError, PermissionError):
+                pass
+    return members
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants (gunicorn: the master and its workers)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as f:
+                todo += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    except (OSError, IndexError):
+        return 0.0
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, all processes) since boot."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+def others_busy_cores(ours: list[int], window: float = 1.0) -> float:
+    """Cores kept busy by processes other than ``ours`` (and their children) over ``window``."""
+    def our_cpu():
+        return sum(cpu_seconds(p) for root in ours for p in process_tree(root))
+
+    machine0, mine0 = machine_busy_seconds(), our_cpu()
+    time.sleep(window)
+    return max(0.0, (machine_busy_seconds() - machine0) - (our_cpu() - mine0)) / window
+
+
+def wait_quiet(ours: list[int], threshold: float, timeout: float, say=print) -> float:
+    """Wait (at most ``timeout`` s) until other processes use less than ``threshold`` cores:
+    the machine may be shared, and their load would be measured as the relay's latency."""
+    deadline = time.monotonic() + timeout
+    busy = others_busy_cores(ours)
+    if busy >= threshold:
+        say(f"other processes keep {busy:.1f} cores busy; waiting up to {timeout:.0f} s for quiet")
+    while busy >= threshold and time.monotonic() < deadline:
+        busy = others_busy_cores(ours)
+    return busy
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in KiB."""
+    rss = hwm = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, hwm
+
+
+class TreeSampler:
+    """Samples a process tree every ``period`` seconds: summed RSS (and its peak) and CPU
+    seconds per pid (kept for pids that have exited, so a worker that died still counts)."""
+
+    def __init__(self, root_pid: int, period: float = 0.2):
+        self.root_pid = root_pid
+        self.period = period
+        self.cpu: dict[int, float] = {}
+        self.peak_rss_kb = 0
+        self.pids_seen: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def sample(self) -> int:
+        total = 0
+        for pid in process_tree(self.root_pid):
+            self.pids_seen.add(pid)
+            self.cpu[pid] = max(self.cpu.get(pid, 0.0), cpu_seconds(pid))
+            total += memory_kb(pid)[0]
+        self.peak_rss_kb = max(self.peak_rss_kb, total)
+        return total
+
+    def rss_kb(self) -> int:
+        return sum(memory_kb(pid)[0] for pid in process_tree(self.root_pid))
+
+    def cpu_total(self) -> float:
+        self.sample()
+        return sum(self.cpu.values())
+
+    def start(self) -> "TreeSampler":
+        self.sample()
+        self.peak_rss_kb = 0
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+def start_upstream(log: Path) -> tuple[Proc, int]:
+    proc = Proc("upstream", [PYTHON, str(BENCH / "upstream.py"), "--port", "0"], log)
+    try:
+        text = proc.wait_for_log("listening ", timeout=20)
+        port = int(text.split("listening ", 1)[1].split()[0])
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, port
+
+
+def upstream_stats(port: int) -> dict:
+    status, body = http_get(f"http://127.0.0.1:{port}/_stats")
+    return json.loads(body) if status == 200 else {}
+
+
+def start_app(app_dir: Path, upstream_port: int, instance: Path, log: Path,
+              env: dict[str, str]) -> tuple[Proc, int]:
+    """The app as the Procfile starts it, relaying the bench upstream as model openai/bench."""
+    port = free_port()
+    app_env = clean_env({
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
+        "OPENAI_MODELS": "bench",
+        "DEFAULT_MODEL": "openai/bench",
+        "INSTANCE_PATH": str(instance),
+        "WEB_CONCURRENCY": "2",
+        **env,
+    })
+    proc = Proc("gunicorn", procfile_command(app_dir, port), log, env=app_env, cwd=app_dir)
+    try:
+        proc.wait_for_log("Listening at:", timeout=30)
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, port
+
+
+def start_naive(upstream_port: int, log: Path) -> tuple[Proc, int]:
+    port = free_port()
+    env = clean_env({"NAIVE_UPSTREAM": f"http://127.0.0.1:{upstream_port}/v1", "NAIVE_PORT": str(port)})
+    proc = Proc("naive relay", [PYTHON, str(BENCH / "naive_relay.py")], log, env=env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, port
+
+
+def wait_healthy(url: str, proc: Proc, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if http_get(url, timeout=1.0)[0] == 200:
+            return
+        if proc.process.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited:\n{proc.log()[-3000:]}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name} never answered {url}:\n{proc.log()[-3000:]}")
+
+
+def run_client(port: int, mode: str, streams: int, chunks: int, interval_ms: float, ramp: float,
+               slack: float, pad: int = 0) -> dict:
+    command = [PYTHON, str(BENCH / "client.py"), "--port", str(port), "--mode", mode,
+               "--streams", str(streams), "--chunks", str(chunks),
+               "--interval-ms", str(interval_ms), "--ramp", str(ramp), "--slack", str(slack),
+               "--pad", str(pad)]
+    limit = ramp + chunks * interval_ms / 1000 + slack + 60
+    done = subprocess.run(command, capture_output=True, text=True, timeout=limit)
+    if done.returncode != 0:
+        raise RuntimeError(f"client failed ({done.returncode}): {done.stderr[-3000:]}")
+    return json.loads(done.stdout)

@@ -1,0 +1,292 @@
+"""StreamDesk's benchmark: what the relay costs and how many streams one machine holds.
+
+  make bench                                   # all levels, naive relay, rendering; writes docs/benchmarks.md
+  .venv/bin/python bench/run.py --quick        # 10 and 100 streams only, no rendering
+  .venv/bin/python bench/run.py --levels 10,500 --no-naive --no-render --no-write
+
+For each level it runs, one after the other on the same machine:
+
+  direct  the load client reading the stand-in upstream itself: the limit
+  relay   the app under its production command (the Procfile's) relaying that upstream
+  naive   bench/naive_relay.py (article 003's design) relaying the same upstream
+
+Each stream is a distinct user (no cookie: every /chat is a first visit) asking for a new
+conversation; each gets ``--chunks`` chunks ``1000/--rate`` ms apart. The app gets a fresh
+instance folder (SQLite store, file sessions) and a fresh start per level, so memory and
+CPU are its own. Raw results and process logs go to bench/results/<time>/.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import procs  # noqa: E402
+import report  # noqa: E402
+
+FULL_LEVELS = (10, 100, 500, 1000, 2000)
+QUICK_LEVELS = (10, 100)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def summarize(kind: str, result: dict) -> str:
+    lat, ttft = result.get("latency_ms", {}), result.get("ttft_ms", {})
+    return (f"{kind:>7}: {result['completed']}/{result['streams']} ok, {result['failed']} failed, "
+            f"{result['chunks_lost']} lost; latency p50 {lat.get('p50')} p99 {lat.get('p99')} "
+            f"max {lat.get('max')} ms; ttft p50 {ttft.get('p50')} p99 {ttft.get('p99')} ms")
+
+
+def log_counts(text: str) -> dict:
+    return {"tracebacks": text.count("Traceback"), "worker_timeouts": text.count("WORKER TIMEOUT"),
+            "workers_booted": text.count("Booting worker"),
+            "pool_full_warnings": text.count("Connection pool is full"),
+            "errors_logged": text.count(" ERROR ") + text.count('"level": "ERROR"')}
+
+
+def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, mode: str,
+                   upstream: procs.Proc, upstream_port: int, slack: float) -> dict:
+    """Warm the server up, then run one level against it, sampling its CPU and memory."""
+    procs.run_client(port, mode, streams=min(20, streams), chunks=10, interval_ms=10, ramp=0.2,
+                     slack=10)
+    time.sleep(1.0)
+    sampler = procs.TreeSampler(proc.pid)
+    idle_kb = sampler.rss_kb()
+    sampler.start()
+    cpu0, up_cpu0 = sampler.cpu_total(), procs.cpu_seconds(upstream.pid)
+    up_before = procs.upstream_stats(upstream_port)
+    machine0 = procs.machine_busy_seconds()
+    result = procs.run_client(port, mode, streams, args.chunks, 1000 / args.rate, args.ramp, slack)
+    machine1 = procs.machine_busy_seconds()
+    cpu1, up_cpu1 = sampler.cpu_total(), procs.cpu_seconds(upstream.pid)
+    sampler.stop()
+    up_after = procs.upstream_stats(upstream_port)
+    hwm_kb = sum(procs.memory_kb(pid)[1] for pid in procs.process_tree(proc.pid))
+    result.update({
+        "server": name, "server_cpu_s": round(cpu1 - cpu0, 2),
+        "idle_rss_kb": idle_kb, "peak_rss_kb": sampler.peak_rss_kb, "hwm_sum_kb": hwm_kb,
+        # per stream the server held open at once (the peak; all of them unless setup lagged)
+        "rss_per_stream_kb": round((sampler.peak_rss_kb - idle_kb)
+                                   / max(1, result.get("peak_streaming") or streams), 1),
+        "server_processes": len(sampler.pids_seen),
+        "upstream_cpu_s": round(up_cpu1 - up_cpu0, 2),
+        "other_cpu_s": round(machine1 - machine0 - (cpu1 - cpu0) - (up_cpu1 - up_cpu0)
+                             - result["client_cpu_s"], 2),
+        "upstream_dropped": up_after.get("dropped", 0) - up_before.get("dropped", 0),
+    })
+    return result
+
+
+def run_relay(args, level: int, upstream, upstream_port: int, out: Path, env: dict,
+              tag: str = "relay") -> dict:
+    with tempfile.TemporaryDirectory(prefix="streamdesk-bench-") as instance:
+        app, port = procs.start_app(args.app_dir, upstream_port, Path(instance),
+                                    out / f"app-{tag}-{level}.log",
+                                    {"WEB_CONCURRENCY": str(args.workers), **env})
+        try:
+            result = measure_server("app", app, port, args, level, "relay", upstream,
+                                    upstream_port, slack=args.slack)
+        finally:
+            app.stop(grace=5)
+        result["app_log"] = log_counts(app.log())
+        result["env"] = env
+        return result
+
+
+def run_naive(args, level: int, upstream, upstream_port: int, out: Path) -> dict:
+    naive, port = procs.start_naive(upstream_port, out / f"naive-{level}.log")
+    try:
+        result = measure_server("naive", naive, port, args, level, "naive", upstream,
+                                upstream_port, slack=args.naive_slack)
+    finally:
+        naive.stop(grace=3)
+    return result
+
+
+def run_direct(args, level: int, upstream, upstream_port: int) -> dict:
+    up_cpu0, machine0 = procs.cpu_seconds(upstream.pid), procs.machine_busy_seconds()
+    result = procs.run_client(upstream_port, "direct", level, args.chunks, 1000 / args.rate,
+                              args.ramp, args.slack)
+    up_cpu = procs.cpu_seconds(upstream.pid) - up_cpu0
+    result["upstream_cpu_s"] = round(up_cpu, 2)
+    result["other_cpu_s"] = round(procs.machine_busy_seconds() - machine0 - up_cpu
+                                  - result["client_cpu_s"], 2)
+    return result
+
+
+def wait_upstream_idle(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if procs.upstream_stats(port).get("active", 0) == 0:
+            break
+        time.sleep(0.2)
+    else:
+        log("warning: the upstream still has streams open from the previous step")
+
+
+def settle(args, upstream) -> float | None:
+    """Before each measurement: the upstream idle, and the machine quiet if asked to be."""
+    wait_upstream_idle(args.upstream_port)
+    if args.wait_quiet <= 0:
+        return None
+    busy = procs.wait_quiet([os.getpid(), upstream.pid], args.quiet_cores, args.wait_quiet, log)
+    return round(busy, 2)
+
+
+def machine_facts(app_dir: Path) -> dict:
+    def git(*words):
+        done = subprocess.run(["git", "-C", str(app_dir), *words], capture_output=True, text=True)
+        return done.stdout.strip()
+
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        memory = f"{int(open('/proc/meminfo').readline().split()[1]) / 1048576:.0f} GiB"
+    except (OSError, ValueError):
+        pass
+    dirty = [line for line in git("status", "--porcelain").splitlines()
+             if not line[3:].startswith(("bench/", "docs/benchmarks.md"))]
+    versions = {}
+    for name in ("gunicorn", "gevent", "greenlet", "flask", "werkzeug", "requests", "urllib3",
+                 "sqlalchemy", "uvloop", "playwright"):
+        try:
+            from importlib.metadata import version
+            versions[name] = version(name)
+        except Exception:
+            pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "memory": memory,
+            "kernel": platform.release(), "python": platform.python_version(),
+            "commit": git("rev-parse", "--short", "HEAD"), "commit_subject": git("log", "-1", "--format=%s"),
+            "app_dir": str(app_dir), "dirty_files": dirty, "versions": versions,
+            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="StreamDesk relay and rendering benchmark")
+    parser.add_argument("--quick", action="store_true", help="levels 10 and 100, no rendering")
+    parser.add_argument("--levels", help="comma-separated concurrent stream counts")
+    parser.add_argument("--chunks", type=int, default=200, help="chunks per stream (200)")
+    parser.add_argument("--rate", type=float, default=20, help="chunks per second per stream (20)")
+    parser.add_argument("--ramp", type=float, default=2.0, help="seconds to open all streams (2)")
+    parser.add_argument("--slack", type=float, default=30.0,
+                        help="seconds a stream may run past its ideal end before it fails (30)")
+    parser.add_argument("--naive-slack", type=float, default=10.0,
+                        help="the same for the naive relay, which collapses (10)")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")),
+                        help="WEB_CONCURRENCY for the app (2)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the app (repeatable)")
+    parser.add_argument("--variant", action="append", default=[], metavar="LEVEL:NAME=VALUE",
+                        help="an extra relay row at LEVEL with that variable (repeatable); "
+                             "the full run adds 1000:SAVE_INTERVAL_SECONDS=60")
+    parser.add_argument("--wait-quiet", type=float, default=120, metavar="SECONDS",
+                        help="before each measurement wait up to this long for other processes "
+                             "to use less than --quiet-cores (0: don't wait; default 120)")
+    parser.add_argument("--quiet-cores", type=float, default=0.3,
+                        help="what counts as quiet, in cores busy outside the bench (0.3)")
+    parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument("--no-direct", action="store_true")
+    parser.add_argument("--no-render", action="store_true")
+    parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--app-dir", type=Path, default=procs.ROOT,
+                        help="the StreamDesk checkout to run (default: this one)")
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--output", type=Path, default=procs.ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    args.app_dir = args.app_dir.resolve()
+
+    if args.levels:
+        levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    elif args.quick:
+        levels = list(QUICK_LEVELS)
+    else:
+        levels = list(FULL_LEVELS)
+    variants = list(args.variant)
+    if not args.quick and not args.levels and not variants:
+        variants = ["1000:SAVE_INTERVAL_SECONDS=60"]
+    if args.render_only:
+        levels, variants = [], []
+    render = not (args.no_render or args.quick)
+    base_env = dict(kv.split("=", 1) for kv in args.env)
+
+    fds = procs.raise_fd_limit()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = procs.BENCH / "results" / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    facts = machine_facts(args.app_dir)
+    facts.update(fd_limit=fds, workers=args.workers, chunks=args.chunks, rate=args.rate,
+                 ramp=args.ramp, levels=levels, env=base_env)
+    log(f"commit {facts['commit']} in {args.app_dir}; results in {out}")
+    results = {"facts": facts, "levels": [], "variants": [], "render": None}
+    started = time.monotonic()
+
+    upstream, upstream_port = procs.start_upstream(out / "upstream.log")
+    args.upstream_port = upstream_port
+    try:
+        for level in levels:
+            row = {"streams": level}
+            if not args.no_direct:
+                quiet = settle(args, upstream)
+                row["direct"] = run_direct(args, level, upstream, upstream_port)
+                row["direct"]["others_before"] = quiet
+                log(summarize("direct", row["direct"]))
+            quiet = settle(args, upstream)
+            row["relay"] = run_relay(args, level, upstream, upstream_port, out, base_env)
+            row["relay"]["others_before"] = quiet
+            log(summarize("relay", row["relay"]) +
+                f"; app cpu {row['relay']['server_cpu_s']} s, "
+                f"{row['relay']['rss_per_stream_kb']} KB/stream")
+            if not args.no_naive:
+                quiet = settle(args, upstream)
+                row["naive"] = run_naive(args, level, upstream, upstream_port, out)
+                row["naive"]["others_before"] = quiet
+                log(summarize("naive", row["naive"]))
+            results["levels"].append(row)
+            (out / "results.json").write_text(json.dumps(results, indent=1))
+        for variant in variants:
+            level_text, assignment = variant.split(":", 1)
+            name, value = assignment.split("=", 1)
+            quiet = settle(args, upstream)
+            result = run_relay(args, int(level_text), upstream, upstream_port, out,
+                               {**base_env, name: value}, tag=f"{name}-{value}")
+            result["others_before"] = quiet
+            log(summarize(f"{name}={value}", result))
+            results["variants"].append(result)
+            (out / "results.json").write_text(json.dumps(results, indent=1))
+    finally:
+        upstream.stop(grace=3)
+
+    if render or args.render_only:
+        import render as render_bench
+        log("rendering benchmark: 20,000 tokens at 200 tokens/s (about 100 s)")
+        results["render"] = render_bench.run(args.app_dir, out)
+        log(f"render: {json.dumps(results['render'].get('summary'))}")
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    text = report.render(results)
+    (out / "benchmarks-table.md").write_text(text)
+    if not args.no_write:
+        report.write(args.output, text)
+        log(f"wrote {args.output}")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
