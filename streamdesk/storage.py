@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (DateTime, Float, ForeignKey, Integer, String, Text, create_engine,
-                        delete, event, func, select, text, update)
+                        delete, event, func, inspect, select, text, update)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from providers.base import Message
@@ -114,7 +114,9 @@ def _conversation(row: ConversationRow) -> Conversation:
 
 def _status(row: MessageRow) -> str:
     if row.status == "streaming":
-        updated = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=timezone.utc)
+        updated = row.updated_at or row.created_at  # rows older than the column have none
+        if updated.tzinfo is None:
+            updated = updated.replace(tzinfo=timezone.utc)
         if (_now() - updated).total_seconds() > STALE_STREAMING_SECONDS:
             return "interrupted"
     return row.status
@@ -163,13 +165,13 @@ class Store:
                 with self.engine.begin() as connection:
                     # WAL: readers never wait for the streaming writers. Kept in the file.
                     connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-                    Base.metadata.create_all(connection)
+                    _create_and_upgrade(connection)
             return
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                    {"key": _SCHEMA_LOCK_KEY})
-            Base.metadata.create_all(connection)
+            _create_and_upgrade(connection)
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
@@ -300,6 +302,21 @@ class Store:
         with Session(self.engine) as db, db.begin():
             return db.execute(statement.values(status="interrupted",
                                                finish_reason="interrupted")).rowcount
+
+
+def _create_and_upgrade(connection) -> None:
+    """Create missing tables, then add columns that later versions gave existing tables
+    (``create_all`` never alters a table). Added columns are nullable: old rows have no value,
+    and the code reading them allows for that. Only additive changes are made this way."""
+    Base.metadata.create_all(connection)
+    inspector = inspect(connection)
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=connection.dialect)
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
 
 
 def _sqlite_pragmas(connection, _record):

@@ -16,8 +16,8 @@ import requests
 from streamdesk.sse import SSEDecoder
 from tests.standins.openai_server import OpenAIStandIn
 
-# Fixtures of the shared-deployment tests: real PostgreSQL and Redis.
-pytest_plugins = ("tests.services",)
+# Shared fixtures: real PostgreSQL and Redis; Chromium through Playwright.
+pytest_plugins = ("tests.services", "tests.browser")
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
