@@ -49,9 +49,6 @@ def relay_reply(provider: Provider, request: ChatRequest, turn: Turn, store: Sto
                 save_interval: float) -> Iterator[bytes]:
     observer.started()
     reply_greenlet = lifecycle.track_current_reply()
-    yield sse.encode("meta", {"conversation_id": turn.conversation_id,
-                              "message_id": turn.message_id, "model": turn.model_id,
-                              "omitted_messages": turn.omitted_messages})
     text: list[str] = []
     reasoning: list[str] = []
     usage = None
@@ -62,6 +59,10 @@ def relay_reply(provider: Provider, request: ChatRequest, turn: Turn, store: Sto
     last_save = time.monotonic()
     awaiting_first_token = True
     try:
+        # Inside the try: a browser gone right after the headers still gets its turn saved.
+        yield sse.encode("meta", {"conversation_id": turn.conversation_id,
+                                  "message_id": turn.message_id, "model": turn.model_id,
+                                  "omitted_messages": turn.omitted_messages})
         for chunk in chunks:
             if chunk is HEARTBEAT:
                 yield sse.PING

@@ -214,6 +214,18 @@ def test_client_leaving_mid_stream_closes_upstream_and_saves_partial_as_cancelle
     assert saved["content"].startswith(received)
 
 
+def test_client_leaving_before_the_first_token_is_saved_and_frees_its_stream(
+        user, app_server, fresh_upstream):
+    response = chat(user, app_server, message="bye", model="openai/hold")
+    meta = SSEDecoder().feed(next(response.iter_content(chunk_size=None)))[0].json()
+    response.close()  # gone before the model said anything
+    assert fresh_upstream.disconnected.wait(timeout=5)
+    saved = conversation(user, app_server, meta["conversation_id"])["messages"][1]
+    assert saved["status"] == "cancelled"
+    metrics = requests.get(f"{app_server.url}/metrics", timeout=10).text
+    assert "streamdesk_active_streams 0.0" in metrics
+
+
 def test_heartbeats_while_the_upstream_is_silent_before_the_first_token(
         user, app_server, fresh_upstream):
     response = chat(user, app_server, message="wait", model="openai/hold")
