@@ -83,6 +83,9 @@ def run(app_dir: Path, out: Path, tokens: int = 20000, rate: float = 200,
     from playwright.sync_api import sync_playwright
 
     procs.raise_fd_limit()
+    if (app_dir / "package.json").exists() and not (app_dir / "node_modules").exists():
+        return {"error": f"{app_dir} has package.json but no node_modules: run `npm ci` there "
+                         "(make install does) so the page's libraries can be served"}
     scripts, dirty, commit = _page_version(app_dir)
     doc = "".join(markdown_tokens(tokens))
     result = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "commit": commit,
@@ -153,7 +156,7 @@ def _measure(browser, url: str, tokens: int, rate: float, doc: str, out: Path,
                 pass
     after = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
     long_tasks = page.evaluate("window.__benchLongTasks")
-    rendered = page.evaluate("document.querySelector('#messages')?.innerText.length || 0")
+    rendered = page.evaluate("document.querySelector('#messages')?.textContent.length || 0")
     page.screenshot(path=str(out / "render-final.png"))
     context.close()
     task_durations.sort()

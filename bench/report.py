@@ -113,7 +113,9 @@ def _relay_section(results: dict) -> str:
                                                          key=lambda x: -x[1])[:3]) or "—"
         server_log = r.get("app_log")
         log_text = ", ".join(f"{k} {v}" for k, v in server_log.items() if v) if server_log else "—"
-        other = f"{r['other_cpu_s']:.1f}" if "other_cpu_s" in r else "—"
+        other = f"{max(0.0, r['other_cpu_s']):.1f}" if "other_cpu_s" in r else "—"
+        if r.get("attempts", 1) > 1:
+            other += f" (best of {r['attempts']})"
         peak = f"{r['peak_streaming']:,}" if "peak_streaming" in r else "—"
         lines.append(f"| {streams:,} | {name} | {peak} | {r['client_cpu_s']:.1f} | "
                      f"{_ms(lag.get('p99'))} / {_ms(lag.get('max'))} | "
@@ -181,7 +183,7 @@ def _render_section(render: dict) -> str:
         f"| scripting time (CDP ScriptDuration) | {s['script_s']:.2f} s |",
         f"| all main-thread task time (CDP TaskDuration) | {s['task_s']:.2f} s |",
         f"| layout / style recalculation (CDP) | {s['layout_s']:.2f} s / {s['recalc_style_s']:.2f} s |",
-        f"| characters in the reply's element at the end | {s['rendered_chars']:,} |",
+        f"| text characters in the message list at the end (markdown syntax rendered away) | {s['rendered_chars']:,} |",
     ]
     if render.get("notes"):
         lines += ["", *render["notes"]]
