@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
 ROLES = ("user", "assistant")
+# Idle upstream connections a provider keeps for reuse, per worker. As many as the worker's
+# open replies (WORKER_CONNECTIONS): with fewer, each reply past the pool opens and drops its
+# own connection, and urllib3 warns "Connection pool is full" every time.
+DEFAULT_MAX_CONNECTIONS = 1000
 
 
 @dataclass(frozen=True, slots=True)

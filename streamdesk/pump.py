@@ -2,7 +2,8 @@
 
 A WSGI generator blocked in an upstream read can neither send a heartbeat nor be closed until
 the read returns. So the provider's iterator runs on a reader greenlet that feeds a small
-queue; the relay waits on the queue with a timeout and sends ``: ping`` whenever it expires.
+queue, and a timer on the hub puts HEARTBEAT in the queue whenever the upstream has been silent
+for the interval; the relay sends ``: ping`` for it.
 When the browser goes away, ``close()`` kills the reader: GreenletExit is raised at its
 blocking read, the provider's ``finally`` closes the upstream socket, and the vendor stops
 generating (and billing) at once.
@@ -12,10 +13,11 @@ which ``python app.py`` also runs) monkey-patches before the app is imported.
 """
 from __future__ import annotations
 
+import time
 from typing import Iterator, TypeVar
 
 import gevent
-from gevent.queue import Empty, Queue
+from gevent.queue import Queue
 
 T = TypeVar("T")
 
@@ -32,10 +34,15 @@ class _Failure:
 
 def with_heartbeats(items: Iterator[T], interval: float) -> Iterator[T | object]:
     queue: Queue = Queue(maxsize=64)  # bounded: a slow browser slows the reader, not memory
+    loop = gevent.get_hub().loop
+    last_item = time.monotonic()
+    timer = None
 
     def read():
+        nonlocal last_item
         try:
             for item in items:
+                last_item = time.monotonic()
                 queue.put(item)
             queue.put(_END)
         except gevent.GreenletExit:
@@ -47,19 +54,31 @@ def with_heartbeats(items: Iterator[T], interval: float) -> Iterator[T | object]
             if close:
                 close()
 
+    # The heartbeat is one timer per silent interval, run by the hub, not a timeout per
+    # chunk: a timed ``queue.get`` would start and cancel a timer for every piece of text.
+    def watch():
+        nonlocal last_item, timer
+        now = time.monotonic()
+        if now - last_item >= interval:
+            last_item = now
+            if not queue.full():  # a full queue means the relay has plenty to send
+                queue.put_nowait(HEARTBEAT)
+        timer.close()
+        timer = loop.timer(max(0.001, last_item + interval - now))
+        timer.start(watch)
+
     reader = gevent.spawn(read)
+    timer = loop.timer(interval)
+    timer.start(watch)
     try:
         while True:
-            try:
-                item = queue.get(timeout=interval)
-            except Empty:
-                yield HEARTBEAT
-                continue
+            item = queue.get()
             if item is _END:
                 return
             if type(item) is _Failure:
                 raise item.error
             yield item
     finally:
+        timer.close()
         # Blocks until the provider's own finally has closed the upstream connection.
         reader.kill(block=True)

@@ -1,7 +1,8 @@
 """One reply, from provider chunks to our event stream, saved as it grows.
 
 This generator is the per-chunk hot path: per piece it appends to a list, encodes one event
-and compares one clock reading. Saving is throttled to ``save_interval`` seconds of wall time.
+and marks the reply as grown; ``progress.ProgressSaver`` writes every grown reply of the
+worker once per ``save_interval``.
 
 Event order: ``meta`` first, then ``delta``/``usage`` as they come, ``error`` if anything fails,
 ``done`` last on every path the browser can still hear. When the browser has gone (the server
@@ -13,7 +14,6 @@ and the browser is told so while it still can.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -23,6 +23,7 @@ from providers import ChatRequest, Provider, ProviderError
 
 from . import lifecycle, sse
 from .observer import ReplyObserver
+from .progress import ProgressSaver
 from .pump import HEARTBEAT, with_heartbeats
 from .storage import Store
 
@@ -56,7 +57,14 @@ def relay_reply(provider: Provider, request: ChatRequest, turn: Turn, store: Sto
     error = None
     status = "cancelled"  # what stands if the browser leaves before we know better
     chunks = with_heartbeats(provider.stream(request), heartbeat_seconds)
-    last_save = time.monotonic()
+    saver = ProgressSaver.for_store(store, save_interval) if save_interval > 0 else None
+
+    def save_progress():
+        if saver is None:  # SAVE_INTERVAL_SECONDS=0: every piece, at once
+            store.save_progress(turn.message_id, "".join(text), "".join(reasoning))
+        else:
+            saver.grew(turn.message_id, text, reasoning)
+
     awaiting_first_token = True
     try:
         # Inside the try: a browser gone right after the headers still gets its turn saved.
@@ -66,28 +74,23 @@ def relay_reply(provider: Provider, request: ChatRequest, turn: Turn, store: Sto
         for chunk in chunks:
             if chunk is HEARTBEAT:
                 yield sse.PING
-                # Touch the row while the model is silent, so it never looks abandoned.
-                store.save_progress(turn.message_id, "".join(text), "".join(reasoning))
-                last_save = time.monotonic()
+                save_progress()  # touches the row while the model is silent: not abandoned
                 continue
             if awaiting_first_token and (chunk.text or chunk.reasoning):
                 observer.first_token()
                 awaiting_first_token = False
             if chunk.text:
                 text.append(chunk.text)
-                yield sse.encode("delta", {"text": chunk.text})
+                yield sse.encode_delta("text", chunk.text)
             elif chunk.reasoning:
                 reasoning.append(chunk.reasoning)
-                yield sse.encode("delta", {"reasoning": chunk.reasoning})
+                yield sse.encode_delta("reasoning", chunk.reasoning)
             elif chunk.usage:
                 usage = chunk.usage.as_dict()
                 yield sse.encode("usage", usage)
             elif chunk.finish_reason:
                 finish_reason = chunk.finish_reason
-            now = time.monotonic()
-            if now - last_save >= save_interval:
-                store.save_progress(turn.message_id, "".join(text), "".join(reasoning))
-                last_save = now
+            save_progress()
         status, finish_reason = "complete", finish_reason or "stop"
     except ProviderError as e:
         status = "interrupted" if e.code == "interrupted" else "error"
@@ -103,6 +106,8 @@ def relay_reply(provider: Provider, request: ChatRequest, turn: Turn, store: Sto
         error = {"code": "internal", "message": "StreamDesk failed while relaying this reply."}
     finally:
         reply = "".join(text)
+        if saver is not None:
+            saver.finished(turn.message_id)
         try:
             store.finish_turn(turn.message_id, content=reply, reasoning="".join(reasoning),
                               status=status, finish_reason=finish_reason, error=error,

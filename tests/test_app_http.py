@@ -10,7 +10,7 @@ import requests
 from providers import ChatRequest, Message
 from providers.demo import compose_reply
 from streamdesk.sse import SSEDecoder
-from tests.conftest import read_events
+from tests.conftest import AppServer, read_events
 
 
 @pytest.fixture
@@ -360,3 +360,35 @@ def test_editing_someone_elses_or_an_assistant_message_is_404(app_server):
                 "message": "x", "conversation_id": conversation_id, "edit_message_id": message_id})
             assert response.status_code == 404
         assert len(conversation(alice, app_server, alice_conversation)["messages"]) == 2
+
+
+@pytest.fixture(scope="module")
+def batched_server(upstream, tmp_path_factory):
+    """The production way of saving: every open reply of a worker written in one batch."""
+    server = AppServer({"OPENAI_BASE_URL": upstream.url, "OPENAI_MODELS": "slow",
+                        "SAVE_INTERVAL_SECONDS": "0.2"},
+                       tmp_path_factory.mktemp("instance")).start()
+    yield server
+    server.stop()
+    server.assert_clean_log()
+
+
+def test_a_growing_reply_is_saved_while_it_streams_and_whole_at_the_end(batched_server,
+                                                                         fresh_upstream):
+    with requests.Session() as user:
+        response = chat(user, batched_server, message="go", model="openai/slow")
+        decoder, events = SSEDecoder(), []
+        reads = response.iter_content(chunk_size=None)
+        while sum(e.event == "delta" for e in events) < 40:  # 0.8 s of reply: 4 save intervals
+            events += decoder.feed(next(reads))
+        meta = events[0].json()
+        url = f"{batched_server.url}/api/conversations/{meta['conversation_id']}"
+        while_streaming = user.get(url, timeout=10).json()["messages"][1]
+        assert while_streaming["status"] == "streaming"
+        assert while_streaming["content"].startswith("0 1 2 3 4 5")  # saved mid-reply
+        response.close()
+        assert fresh_upstream.disconnected.wait(timeout=5)
+        seen = "".join(e.json()["text"] for e in events if e.event == "delta")
+        final = user.get(url, timeout=10).json()["messages"][1]
+        # The last batch never overwrites the whole reply saved at the end.
+        assert final["status"] == "cancelled" and final["content"].startswith(seen)
