@@ -121,7 +121,8 @@ class Options:
             label = item.get("label", labels.get(name, name))
             tokens = item.get("context_tokens", context_tokens.get(name, 8192))
             prompt = item.get("system_prompt", table_prompt)
-            if not isinstance(label, str) or isinstance(tokens, bool) or not isinstance(tokens, int) \
+            tokens_ok = isinstance(tokens, int) and not isinstance(tokens, bool)
+            if not isinstance(label, str) or not tokens_ok \
                     or (prompt is not None and not isinstance(prompt, str)):
                 raise self.fail(field, f"model {name!r}: label and system_prompt must be text, "
                                        "context_tokens a whole number")
@@ -140,7 +141,8 @@ def load_config_file(path: str) -> dict[str, ProviderSettings]:
         raise ConfigurationError(f"{path}: not valid TOML: {e}") from None
     tables = document.get("providers", {})
     if not isinstance(tables, dict):
-        raise ConfigurationError(f"{path}: 'providers' must be a table of [providers.<name>] tables")
+        raise ConfigurationError(
+            f"{path}: 'providers' must be a table of [providers.<name>] tables")
     settings = {}
     for name, table in tables.items():
         if not isinstance(table, dict):

@@ -21,7 +21,8 @@ from urllib3.exceptions import ReadTimeoutError
 
 from streamdesk.sse import SSEDecoder
 
-from .base import ROLES, ChatRequest, Chunk, Message, ModelEntry, Provider, ProviderSettings, Usage
+from .base import (DEFAULT_MAX_CONNECTIONS, ROLES, ChatRequest, Chunk, Message, ModelEntry,
+                   Provider, ProviderSettings, Usage)
 from .config import Options
 from .errors import (AuthError, BadRequestError, ConfigurationError, ContentRefusedError,
                      ModelNotFoundError, ProviderError, QuotaExceededError, RateLimitError,
@@ -99,7 +100,8 @@ def repair_history(messages: Sequence[Message]) -> list[Message]:
 class ErnieProvider(Provider):
     def __init__(self, name: str, models: list[ModelEntry], base_url: str, api_key: str,
                  secret_key: str, connect_timeout: float = 10.0, idle_timeout: float = 60.0,
-                 max_connections: int = 100, retry: RetryPolicy = RetryPolicy(),
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 retry: RetryPolicy = RetryPolicy(),
                  sleep: Callable[[float], None] = time.sleep, tokens: TokenCache | None = None,
                  credentials_hint: str = "the API key and secret key"):
         super().__init__(name, models)
@@ -339,7 +341,8 @@ def _build(options: Options, hint: str) -> ErnieProvider:
         secret_key=options.secret("secret_key").strip(),
         connect_timeout=options.number("connect_timeout", 10.0, minimum=0.1),
         idle_timeout=options.number("idle_timeout", 60.0, minimum=0.1),
-        max_connections=int(options.number("max_connections", 100, minimum=1)),
+        max_connections=int(options.number("max_connections", DEFAULT_MAX_CONNECTIONS,
+                                           minimum=1)),
         retry=RetryPolicy(max_retries=int(options.number("max_retries", 2, minimum=0))),
         credentials_hint=hint,
     )

@@ -39,7 +39,8 @@ class ContextLengthError(BadRequestError):
 
 class AuthError(ProviderError):
     code = "auth"
-    default_message = "The model service refused our credentials. Ask the operator to check the API key."
+    default_message = ("The model service refused our credentials. "
+                       "Ask the operator to check the API key.")
 
 
 class ModelNotFoundError(ProviderError):

@@ -16,7 +16,8 @@ from urllib3.exceptions import ReadTimeoutError
 
 from streamdesk.sse import SSEDecoder
 
-from .base import ChatRequest, Chunk, ModelEntry, Provider, ProviderSettings, Usage
+from .base import (DEFAULT_MAX_CONNECTIONS, ChatRequest, Chunk, ModelEntry, Provider,
+                   ProviderSettings, Usage)
 from .config import Options
 from .errors import (AuthError, BadRequestError, ContextLengthError, ModelNotFoundError,
                      ProviderError, QuotaExceededError, RateLimitError, StreamInterruptedError,
@@ -35,7 +36,8 @@ class OpenAICompatProvider(Provider):
     def __init__(self, name: str, models: list[ModelEntry], base_url: str, api_key: str = "",
                  include_usage: bool = True, connect_timeout: float = 10.0,
                  idle_timeout: float = 60.0, headers: Mapping[str, str] | None = None,
-                 max_connections: int = 100, retry: RetryPolicy = RetryPolicy()):
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 retry: RetryPolicy = RetryPolicy()):
         super().__init__(name, models)
         self.url = f"{base_url}/chat/completions"
         self.include_usage = include_usage
@@ -76,17 +78,23 @@ class OpenAICompatProvider(Provider):
             response = self.session.post(self.url, json=self.request_body(request), stream=True,
                                          timeout=self.timeout)
         except requests.Timeout:
-            raise UpstreamTimeoutError(f"The {self.name} model service did not answer in time.") from None
+            raise UpstreamTimeoutError(
+                f"The {self.name} model service did not answer in time.") from None
         except requests.RequestException:
-            raise UpstreamUnavailableError(f"Could not connect to the {self.name} model service.") from None
+            raise UpstreamUnavailableError(
+                f"Could not connect to the {self.name} model service.") from None
         try:
             if response.status_code != 200:
                 raise self._status_error(response)
             yield from self._read_events(response)
         except requests.RequestException as e:
-            if isinstance(e.args[0] if e.args else None, ReadTimeoutError) or isinstance(e, requests.Timeout):
-                raise UpstreamTimeoutError(f"The {self.name} model service went silent mid-reply.") from None
-            raise StreamInterruptedError(f"The connection to {self.name} broke mid-reply.") from None
+            # requests wraps a read timeout mid-stream in a ConnectionError.
+            cause = e.args[0] if e.args else None
+            if isinstance(cause, ReadTimeoutError) or isinstance(e, requests.Timeout):
+                raise UpstreamTimeoutError(
+                    f"The {self.name} model service went silent mid-reply.") from None
+            raise StreamInterruptedError(
+                f"The connection to {self.name} broke mid-reply.") from None
         finally:
             # Closing (not releasing) the response drops the socket, so a cancelled reply
             # stops upstream too: a local vLLM or Ollama notices and stops generating.
@@ -111,10 +119,13 @@ class OpenAICompatProvider(Provider):
             try:
                 payload = json.loads(event.data)
             except ValueError:
-                log.warning("%s sent an event that is not JSON (%d bytes)", self.name, len(event.data))
-                raise UpstreamError(f"The {self.name} model service sent a malformed event.") from None
+                log.warning("%s sent an event that is not JSON (%d bytes)", self.name,
+                            len(event.data))
+                raise UpstreamError(
+                    f"The {self.name} model service sent a malformed event.") from None
             if event.event == "error" or (isinstance(payload, dict) and payload.get("error")):
-                raise UpstreamError(self._upstream_message(payload) or UpstreamError.default_message)
+                raise UpstreamError(self._upstream_message(payload)
+                                    or UpstreamError.default_message)
             if not isinstance(payload, dict):
                 continue
             for choice in payload.get("choices") or ():
@@ -133,7 +144,8 @@ class OpenAICompatProvider(Provider):
                                         int(usage.get("completion_tokens") or 0),
                                         int(usage["total_tokens"])))
         if finish_reason is None:
-            raise StreamInterruptedError(f"The reply from {self.name} was cut off before it finished.")
+            raise StreamInterruptedError(
+                f"The reply from {self.name} was cut off before it finished.")
         yield Chunk(finish_reason=finish_reason)
 
     def _upstream_message(self, payload) -> str:
@@ -152,7 +164,8 @@ class OpenAICompatProvider(Provider):
             payload = None
         said = self._upstream_message(payload)
         error = payload.get("error") if isinstance(payload, dict) else None
-        business_code = str(error.get("code")) if isinstance(error, dict) and error.get("code") is not None else None
+        code = error.get("code") if isinstance(error, dict) else None
+        business_code = str(code) if code is not None else None
         log.info("%s answered HTTP %s (code %s)", self.name, status, business_code)
 
         def explain(default: str) -> str:
@@ -211,7 +224,8 @@ def _build(options: Options) -> OpenAICompatProvider:
         connect_timeout=options.number("connect_timeout", 10.0, minimum=0.1),
         idle_timeout=options.number("idle_timeout", 60.0, minimum=0.1),
         headers=options.headers(),
-        max_connections=int(options.number("max_connections", 100, minimum=1)),
+        max_connections=int(options.number("max_connections", DEFAULT_MAX_CONNECTIONS,
+                                           minimum=1)),
         retry=RetryPolicy(max_retries=int(options.number("max_retries", 2, minimum=0))),
     )
 

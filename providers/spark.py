@@ -122,7 +122,8 @@ class SparkProvider(Provider):
             raise UpstreamTimeoutError(f"{self.label} sent nothing for {self.idle_timeout:g} s."
                                        ) from None
         except (websocket.WebSocketConnectionClosedException, OSError):
-            raise StreamInterruptedError(f"The connection to {self.label} broke mid-reply.") from None
+            raise StreamInterruptedError(
+                f"The connection to {self.label} broke mid-reply.") from None
         except websocket.WebSocketException as e:
             raise UpstreamError(f"{self.label} broke the WebSocket protocol: "
                                 f"{redact(str(e), self._secrets)}") from None
@@ -193,7 +194,8 @@ def frame_error(code: int, said: str, label: str) -> ProviderError:
 
     if code in _REFUSED:
         error: ProviderError = ContentRefusedError(explain(
-            "Content refused by the provider: Spark's content audit flagged the question or the reply."))
+            "Content refused by the provider: Spark's content audit flagged the question "
+            "or the reply."))
     elif code == 10907:
         error = ContextLengthError(explain(f"The conversation is too long for {label}. "
                                            "Start a new chat."))

@@ -73,7 +73,8 @@ def connect(signed_url: str, *, timeout: float, tls: ssl.SSLContext, label: str,
     except websocket.WebSocketAddressException:
         raise UpstreamUnavailableError(f"Could not resolve the address of {host}.") from None
     except websocket.WebSocketException as e:
-        raise UpstreamError(f"{label} answered the connection oddly: {redact(str(e), secrets)}") from None
+        raise UpstreamError(
+            f"{label} answered the connection oddly: {redact(str(e), secrets)}") from None
     except OSError as e:  # refused, reset, unreachable, other TLS failures
         raise UpstreamUnavailableError(f"Could not connect to {label} at {host} "
                                        f"({e.strerror or type(e).__name__}).") from None
