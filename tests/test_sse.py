@@ -92,3 +92,11 @@ def test_encoder_round_trips_through_decoder():
 def test_encoder_writes_one_data_line_per_event():
     frame = encode("delta", {"text": "a\nb\rc"})
     assert frame.count(b"\n") == 3 and frame.endswith(b"\n\n")
+
+
+@pytest.mark.parametrize("text", ["plain", "多行\n文本", 'quote " and \\ back', "\u2028\u2029\x85",
+                                  "nul \x00 bell \x07", "emoji 🙂 and é", ""])
+def test_the_fast_delta_encoder_writes_exactly_what_the_general_one_does(text):
+    from streamdesk.sse import encode_delta
+    for field in ("text", "reasoning"):
+        assert encode_delta(field, text) == encode("delta", {field: text})
