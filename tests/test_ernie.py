@@ -532,3 +532,11 @@ def test_from_settings_errors_name_the_file_table_and_field():
                                                  "secret_key_env": "NOT_SET"},
                                        source="streamdesk.toml"), {})
     assert "field 'secret_key_env': names NOT_SET, which is not set" in caught.value.message
+
+
+def test_connect_timeout_is_reported_as_timeout():
+    from tests.standins import UnansweredPort
+    with UnansweredPort() as port:
+        provider = make_provider(port, connect_timeout=0.3, retry=RetryPolicy(max_retries=0))
+        error = failure(provider, ask("hello"))
+    assert error.code == "timeout"

@@ -218,3 +218,12 @@ def test_invalid_file_names_file_table_and_field(tmp_path, table, message):
     with pytest.raises(ProviderError) as caught:
         build_registry({"STREAMDESK_CONFIG": str(config)})
     assert str(config) in caught.value.message and message in caught.value.message
+
+
+def test_connect_timeout_is_reported_as_timeout():
+    from tests.standins import UnansweredPort
+    with UnansweredPort() as port:
+        provider = OpenAICompatProvider("test", [ModelEntry("echo")], port.base_url + "/v1",
+                                        connect_timeout=0.3, retry=RetryPolicy(max_retries=0))
+        error = failure(provider, "echo")
+    assert error.code == "timeout" and error.retryable

@@ -2,6 +2,7 @@
 protocol, including its error shapes. Nothing here is a mock of our own code."""
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -34,3 +35,28 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self._thread.join(timeout=5)
+
+
+class UnansweredPort:
+    """A loopback port that never completes a TCP handshake: its accept queue is full, so
+    Linux drops further SYNs and a connect hangs until the client's connect timeout."""
+
+    def __init__(self):
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(0)
+        self._fillers = []
+        for _ in range(4):  # more than the queue holds: the rest hang unanswered too
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(self._listener.getsockname())
+            self._fillers.append(filler)
+        host, port = self._listener.getsockname()
+        self.base_url = f"http://{host}:{port}"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for sock in self._fillers + [self._listener]:
+            sock.close()
