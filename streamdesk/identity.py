@@ -74,7 +74,8 @@ def resolve_identity() -> None:
         return
     if settings.access_code:
         raise ApiError(401, "access_code_required", "Enter the access code to use this chat.")
-    raise ApiError(401, "sign_in_required", "Sign in through your company's portal to use this chat.")
+    raise ApiError(401, "sign_in_required",
+                   "Sign in through your company's portal to use this chat.")
 
 
 def current_user_id() -> str:

@@ -34,7 +34,8 @@ class ReplyObserver:
         metrics.ACTIVE_STREAMS.dec()
         metrics.STREAM_DURATION.labels(self.provider, self.model_id, status).observe(duration)
         if usage:
-            metrics.TOKENS.labels(self.provider, self.model_id, "prompt").inc(usage["prompt_tokens"])
+            metrics.TOKENS.labels(self.provider, self.model_id, "prompt").inc(
+                usage["prompt_tokens"])
             metrics.TOKENS.labels(self.provider, self.model_id, "completion").inc(
                 usage["completion_tokens"])
         if error and error["code"] not in _NOT_UPSTREAM:

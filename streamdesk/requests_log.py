@@ -29,8 +29,9 @@ def install(app: Flask) -> None:
         route = request.url_rule.rule if request.url_rule else "unmatched"
         metrics.REQUESTS.labels(route, request.method, str(response.status_code)).inc()
         # For /chat this is when the headers leave; the reply's own line follows at its end.
+        started = g.get("started_at", time.monotonic())
         log.info("request", extra={
             "request_id": request_id, "method": request.method, "route": route,
             "status": response.status_code,
-            "duration_ms": round((time.monotonic() - g.get("started_at", time.monotonic())) * 1000)})
+            "duration_ms": round((time.monotonic() - started) * 1000)})
         return response
