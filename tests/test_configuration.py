@@ -1,0 +1,61 @@
+"""Start-up configuration: defaults, the development secret, cookies, and clear refusals."""
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from providers.errors import ConfigurationError
+from providers.registry import build_registry
+from streamdesk.settings import load_settings
+from tests.conftest import ROOT
+
+
+def test_default_model_is_the_named_one_else_the_first_configured_else_the_demo():
+    assert build_registry({}).default_model == "demo/offline"
+    configured = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_MODELS": "first,second"}
+    assert build_registry(configured).default_model == "openai/first"
+    named = {**configured, "DEFAULT_MODEL": "openai/second"}
+    assert build_registry(named).default_model == "openai/second"
+    with pytest.raises(ConfigurationError) as caught:
+        build_registry({**configured, "DEFAULT_MODEL": "openai/nope"})
+    assert "DEFAULT_MODEL" in caught.value.message
+
+
+def test_the_development_secret_is_generated_once_and_kept_private(tmp_path):
+    first = load_settings({}, str(tmp_path)).secret_key
+    assert len(first) == 64 and load_settings({}, str(tmp_path)).secret_key == first
+    assert stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode) == 0o600
+    assert load_settings({"SECRET_KEY": "from-env"}, str(tmp_path)).secret_key == "from-env"
+
+
+@pytest.mark.parametrize("secure", ["", "1"])
+def test_session_cookie_is_secure_when_configured(tmp_path, secure):
+    import app
+    client = app.create_app({"INSTANCE_PATH": str(tmp_path),
+                             "SESSION_COOKIE_SECURE": secure}).test_client()
+    cookie = client.get("/api/conversations").headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert ("; Secure" in cookie) == bool(secure)
+
+
+@pytest.mark.parametrize("setting, value, named", [
+    ("STREAMDESK_CONFIG", "bad.toml", "[providers.glm] field 'base_url'"),
+    ("RATE_LIMIT", "lots", "RATE_LIMIT"),
+    ("HEARTBEAT_SECONDS", "60", "HEARTBEAT_SECONDS"),
+])
+def test_bad_configuration_stops_start_up_with_one_clear_line(tmp_path, setting, value, named):
+    (tmp_path / "bad.toml").write_text(
+        '[providers.glm]\ntype = "openai"\nbase_url = "not a url"\nmodels = "glm-4"\n')
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI_", "ERNIE_", "SPARK_"))}
+    env.update(INSTANCE_PATH=str(tmp_path / "instance"),
+               **{setting: str(tmp_path / value) if setting == "STREAMDESK_CONFIG" else value})
+    result = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3  # gunicorn's arbiter stops instead of restarting the worker
+    assert "StreamDesk cannot start:" in result.stderr and named in result.stderr
+    assert "Traceback" not in result.stderr
