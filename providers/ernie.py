@@ -23,9 +23,10 @@ from streamdesk.sse import SSEDecoder
 
 from .base import (DEFAULT_MAX_CONNECTIONS, ROLES, ChatRequest, Chunk, Message, ModelEntry,
                    Provider, ProviderSettings, Usage)
+from . import http
 from .config import Options
 from .errors import (AuthError, BadRequestError, ConfigurationError, ContentRefusedError,
-                     ModelNotFoundError, ProviderError, QuotaExceededError, RateLimitError,
+                     ModelNotFoundError, QuotaExceededError, RateLimitError,
                      StreamInterruptedError, UpstreamError, UpstreamTimeoutError,
                      UpstreamUnavailableError, redact)
 from .ernie_auth import TokenCache, shared_token_cache
@@ -164,21 +165,13 @@ class ErnieProvider(Provider):
     def _fetch_token(self) -> tuple[str, float]:
         params = {"grant_type": "client_credentials", "client_id": self._api_key,
                   "client_secret": self._secret_key}
-        failure: ProviderError | None = None
-        payload, status = None, 0
-        try:
-            with self.session.post(self.token_url, params=params, timeout=self.timeout) as response:
-                status = response.status_code
+        with http.post(self.session, self.token_url, f"the {self.name} token service",
+                       params=params, timeout=self.timeout) as response:
+            status = response.status_code
+            try:
                 payload = json.loads(response.content or b"null")
-        except requests.Timeout:
-            failure = UpstreamTimeoutError(f"The {self.name} token service did not answer in time.")
-        except requests.RequestException:
-            failure = UpstreamUnavailableError(
-                f"Could not connect to the {self.name} token service.")
-        except ValueError:
-            payload = None
-        if failure:  # raised outside the except block: the requests error (and URL) stays behind
-            raise failure
+            except ValueError:
+                payload = None
         payload = payload if isinstance(payload, dict) else {}
         token, expires_in = payload.get("access_token"), payload.get("expires_in")
         if isinstance(token, str) and token:
@@ -199,17 +192,9 @@ class ErnieProvider(Provider):
         raise UpstreamError(f"The {self.name} token service sent no access token (HTTP {status}).")
 
     def _attempt(self, url: str, body: dict, token: str) -> Iterator[Chunk]:
-        failure: ProviderError | None = None
-        try:
-            response = self.session.post(url, params={"access_token": token}, json=body,
-                                         stream=True, timeout=self.timeout)
-        except requests.Timeout:
-            failure = UpstreamTimeoutError(f"The {self.name} model service did not answer in time.")
-        except requests.RequestException:
-            failure = UpstreamUnavailableError(
-                f"Could not connect to the {self.name} model service.")
-        if failure:
-            raise failure
+        response = http.post(self.session, url, f"the {self.name} model service",
+                             params={"access_token": token}, json=body, stream=True,
+                             timeout=self.timeout)
         secrets = self._secrets + (token,)
         try:
             yield from self._read(response, secrets)

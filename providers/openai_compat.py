@@ -18,6 +18,7 @@ from streamdesk.sse import SSEDecoder
 
 from .base import (DEFAULT_MAX_CONNECTIONS, ChatRequest, Chunk, ModelEntry, Provider,
                    ProviderSettings, Usage)
+from . import http
 from .config import Options
 from .errors import (AuthError, BadRequestError, ContextLengthError, ModelNotFoundError,
                      ProviderError, QuotaExceededError, RateLimitError, StreamInterruptedError,
@@ -74,15 +75,8 @@ class OpenAICompatProvider(Provider):
         return body
 
     def _attempt(self, request: ChatRequest) -> Iterator[Chunk]:
-        try:
-            response = self.session.post(self.url, json=self.request_body(request), stream=True,
-                                         timeout=self.timeout)
-        except requests.Timeout:
-            raise UpstreamTimeoutError(
-                f"The {self.name} model service did not answer in time.") from None
-        except requests.RequestException:
-            raise UpstreamUnavailableError(
-                f"Could not connect to the {self.name} model service.") from None
+        response = http.post(self.session, self.url, f"the {self.name} model service",
+                             json=self.request_body(request), stream=True, timeout=self.timeout)
         try:
             if response.status_code != 200:
                 raise self._status_error(response)
