@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 import pytest
+import requests
 
 from providers.errors import ConfigurationError
 from providers.registry import build_registry
 from streamdesk.settings import load_settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, AppServer
 
 
 def test_default_model_is_the_named_one_else_the_first_configured_else_the_demo():
@@ -32,14 +33,14 @@ def test_the_development_secret_is_generated_once_and_kept_private(tmp_path):
     assert load_settings({"SECRET_KEY": "from-env"}, str(tmp_path)).secret_key == "from-env"
 
 
-@pytest.mark.parametrize("secure", ["", "1"])
-def test_session_cookie_is_secure_when_configured(tmp_path, secure):
-    import app
-    client = app.create_app({"INSTANCE_PATH": str(tmp_path),
-                             "SESSION_COOKIE_SECURE": secure}).test_client()
-    cookie = client.get("/api/conversations").headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
-    assert ("; Secure" in cookie) == bool(secure)
+def test_session_cookie_is_secure_when_configured(tmp_path):
+    # (Without the setting it is not: tests/test_app_http.py.)
+    server = AppServer({"SESSION_COOKIE_SECURE": "1"}, tmp_path).start()
+    try:
+        cookie = requests.get(f"{server.url}/api/conversations", timeout=10).headers["Set-Cookie"]
+    finally:
+        server.stop()
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "; Secure" in cookie
 
 
 @pytest.mark.parametrize("setting, value, named", [

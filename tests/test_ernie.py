@@ -464,6 +464,7 @@ def test_killed_greenlet_still_closes_upstream_connection(server):
 
 def test_no_key_or_token_in_error_messages_or_logs(server, caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="urllib3")  # whatever level the app left it at
     provider = make_provider(server)
     messages = []
     collect(provider, ask("hi"))
