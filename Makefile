@@ -5,27 +5,49 @@ PYTHON  ?= python3
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test install install-dev os-packages bench
+.PHONY: run test lint lock install install-dev os-packages bench
 
 run: install
 	$(PY) app.py
 
+# TODO(renovation): add lint to test once the layout lands
 test: install-dev os-packages
 	$(PY) -m pytest
+
+# Style and bugs (ruff), types (mypy), and the import contracts between packages (import-linter);
+# all three read their settings from pyproject.toml.
+lint: install-dev
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-$(VENV)/.installed: requirements.txt package-lock.json
+# The lock files pin every package exactly; requirements*.txt are the floors they are made from.
+$(VENV)/.installed: requirements.lock package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.lock
 	npm ci --no-audit --no-fund
 	touch $@
 
-$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+$(VENV)/.installed-dev: requirements-dev.lock $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.lock
 	touch $@
+
+# After editing requirements.txt or requirements-dev.txt: regenerate both lock files (pip-tools is
+# needed only here, not to install). The dev lock is constrained by the app's lock, so the two
+# agree on every package they share. `make lock PIP_COMPILE_ARGS=--upgrade` moves every pin to
+# the newest release; `PIP_COMPILE_ARGS="--upgrade-package flask"` moves one.
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras \
+	--allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+	$(PIP_COMPILE_ARGS)
+lock:
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet pip-tools
+	$(PIP_COMPILE) --output-file requirements.lock requirements.txt
+	$(PIP_COMPILE) --constraint requirements.lock --output-file requirements-dev.lock requirements-dev.txt
 
 # The tests drive Debian's Chromium through Playwright (its own browser download cannot work
 # here) and put the sample nginx configuration in front of the app.

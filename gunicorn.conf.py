@@ -13,6 +13,11 @@ import os
 import shutil
 import tempfile
 
+from dotenv import load_dotenv
+
+# The same .env as app.py, read here too so WEB_CONCURRENCY and the rest apply to gunicorn.
+load_dotenv(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".env"))
+
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -23,7 +28,7 @@ preload_app = False
 # request: a reply streaming for an hour is never cut by it.
 timeout = 30
 # On SIGTERM a worker stops accepting and lets running replies finish for this long; then the
-# rest are saved as interrupted (streamdesk/relay.py) and their browsers told so. 25 s leaves
+# rest are saved as interrupted (streamdesk/chat/lifecycle.py) and their browsers told so. 25 s leaves
 # room inside the 30 s that Procfile platforms allow before SIGKILL.
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "25"))
 keepalive = 5
@@ -61,10 +66,10 @@ def on_starting(server):
 
 def post_worker_init(worker):
     """On SIGTERM, also end this worker's live replies cleanly before the master's SIGKILL
-    (see streamdesk/lifecycle.py)."""
+    (see streamdesk/chat/lifecycle.py)."""
     import signal
 
-    from streamdesk import lifecycle
+    from streamdesk.chat import lifecycle
 
     def handle_term(signum, frame):
         worker.handle_exit(signum, frame)  # gunicorn's own: stop accepting, finish requests

@@ -15,6 +15,7 @@ ROLES = ("user", "assistant")
 # open replies (WORKER_CONNECTIONS): with fewer, each reply past the pool opens and drops its
 # own connection, and urllib3 warns "Connection pool is full" every time.
 DEFAULT_MAX_CONNECTIONS = 1000
+REPLY_RESERVE_TOKENS = 1024  # room left in the model's window for its answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,15 @@ class Provider(abc.ABC):
     def context_tokens(self, model: str) -> int:
         entry = self._models.get(model)
         return entry.context_tokens if entry else 8192
+
+    def reply_reserve_tokens(self, model: str) -> int:
+        """Tokens of the window kept free of history, for the reply."""
+        return REPLY_RESERVE_TOKENS
+
+    def acceptable_history(self, messages: list[Message]) -> list[Message]:
+        """The stored turns this vendor accepts, before the history is fitted to the budget
+        (ERNIE and Spark want strictly alternating turns). By default, all of them."""
+        return messages
 
     def operator_system_prompt(self, model: str) -> str | None:
         entry = self._models.get(model)

@@ -15,6 +15,17 @@ from .base import ModelEntry, ProviderSettings
 from .errors import ConfigurationError
 
 
+def parse_flag(text: str) -> bool | None:
+    """The one reading of an on/off setting, in the TOML file and the environment alike:
+    1/true/yes/on, 0/false/no/off or empty; None for anything else."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    return None
+
+
 class Options:
     """Typed access to one provider table, with errors that point at the offending field."""
 
@@ -54,11 +65,7 @@ class Options:
     def boolean(self, field: str, default: bool) -> bool:
         value = self.settings.options.get(field, default)
         if isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off", ""):
-                return False
+            value = parse_flag(value)
         if not isinstance(value, bool):
             raise self.fail(field, "must be true or false")
         return value

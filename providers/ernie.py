@@ -1,6 +1,6 @@
 """Baidu ERNIE over Wenxin Workshop v1: an OAuth access token, then a JSON POST answered by SSE.
 
-Protocol facts: shared/reference/providers.md section 2 (SSE rules: section 4). What bites:
+Protocol facts: docs/providers/ernie.md (SSE rules: providers/sse.py). What bites:
 the token and both keys travel in query strings, so no URL and no ``str()`` of a requests error
 may reach a message or a log; there is no ``[DONE]`` (``is_end`` ends a reply); errors arrive as
 a plain JSON body with HTTP 200 even for ``stream: true``; and the message list must be odd,
@@ -19,8 +19,6 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
-from streamdesk.sse import SSEDecoder
-
 from .base import (DEFAULT_MAX_CONNECTIONS, ROLES, ChatRequest, Chunk, Message, ModelEntry,
                    Provider, ProviderSettings, Usage)
 from . import http
@@ -30,8 +28,8 @@ from .errors import (AuthError, BadRequestError, ConfigurationError, ContentRefu
                      StreamInterruptedError, UpstreamError, UpstreamTimeoutError,
                      UpstreamUnavailableError, redact)
 from .ernie_auth import TokenCache, shared_token_cache
-from .history import estimate_tokens, trim_to_budget
 from .retry import RetryPolicy, retry_before_first_chunk
+from .sse import SSEDecoder
 
 TYPE = "ernie"
 DEFAULT_BASE_URL = "https://aip.baidubce.com"
@@ -126,15 +124,19 @@ class ErnieProvider(Provider):
     def close(self) -> None:
         self.session.close()
 
+    def reply_reserve_tokens(self, model: str) -> int:
+        return ENDPOINTS.get(model, _CUSTOM)[2]
+
+    def acceptable_history(self, messages: list[Message]) -> list[Message]:
+        return repair_history(messages)
+
     def request_body(self, request: ChatRequest) -> dict:
         if not self.has_model(request.model):  # the name becomes part of the URL path
             raise ModelNotFoundError(f"{self.name} has no model {request.model!r}.")
         turns = repair_history(request.messages)
         if not turns:
             raise BadRequestError("There is no question to send: the last message is empty.")
-        _, _, reply_room, max_output = ENDPOINTS.get(request.model, _CUSTOM)
-        reserved = reply_room + (estimate_tokens(request.system) if request.system else 0)
-        turns = trim_to_budget(turns, self.context_tokens(request.model), reserved)
+        max_output = ENDPOINTS.get(request.model, _CUSTOM)[3]
         body: dict = {"messages": [{"role": m.role, "content": m.content} for m in turns],
                       "stream": True}
         if request.system:

@@ -1,7 +1,7 @@
 """ERNIE's OAuth access token, cached, and kept out of the logs.
 
 The token is fetched once per credential pair and shared by every reply of the worker
-(shared/reference/providers.md section 2: never fetch a token per chat call). It, and both
+(docs/providers/ernie.md: never fetch a token per chat call). It, and both
 keys, travel in query strings, which urllib3 logs at DEBUG: a filter blanks them there.
 """
 from __future__ import annotations

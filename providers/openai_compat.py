@@ -1,7 +1,7 @@
 """OpenAI-compatible chat completions over SSE: OpenAI, DeepSeek, Zhipu GLM, Qianfan v2,
 Spark's HTTP endpoint, vLLM, Ollama and the rest of the dialect.
 
-Protocol facts: shared/reference/providers.md section 1. One ``requests.Session`` per provider
+Protocol facts: docs/providers/openai.md. One ``requests.Session`` per provider
 keeps connections alive between replies.
 """
 from __future__ import annotations
@@ -14,7 +14,6 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
-from streamdesk.sse import SSEDecoder
 
 from .base import (DEFAULT_MAX_CONNECTIONS, ChatRequest, Chunk, ModelEntry, Provider,
                    ProviderSettings, Usage)
@@ -24,6 +23,7 @@ from .errors import (AuthError, BadRequestError, ContextLengthError, ModelNotFou
                      ProviderError, QuotaExceededError, RateLimitError, StreamInterruptedError,
                      UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError, redact)
 from .retry import RetryPolicy, retry_before_first_chunk
+from .sse import SSEDecoder
 
 TYPE = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"

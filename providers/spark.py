@@ -1,4 +1,4 @@
-"""iFlytek Spark over a signed WebSocket (shared/reference/providers.md section 3).
+"""iFlytek Spark over a signed WebSocket (docs/providers/spark.md).
 
 One connection per reply, opened with websocket-client's synchronous API rather than the
 ``WebSocketApp`` callbacks of article 001: under gunicorn's gevent workers the blocking
@@ -26,7 +26,6 @@ from .config import Options
 from .errors import (BadRequestError, ConfigurationError, ContentRefusedError, ContextLengthError,
                      ProviderError, QuotaExceededError, RateLimitError, StreamInterruptedError,
                      UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError, redact)
-from .history import estimate_tokens, trim_to_budget
 from .retry import RetryPolicy, retry_before_first_chunk
 from .spark_auth import connect, sign_url, verified_tls_context
 
@@ -87,11 +86,12 @@ class SparkProvider(Provider):
     def stream(self, request: ChatRequest) -> Iterator[Chunk]:
         return retry_before_first_chunk(lambda: self._attempt(request), self.retry)
 
+    def acceptable_history(self, messages: list[Message]) -> list[Message]:
+        return repair_history(messages)
+
     def request_frame(self, request: ChatRequest) -> dict:
         turns = repair_history(request.messages)
         system = (request.system or "").strip()
-        turns = trim_to_budget(turns, self.context_tokens(self.domain),
-                               reserved=estimate_tokens(system) if system else 0)
         text = []
         if system and self.version.system_role:
             text.append({"role": "system", "content": system})

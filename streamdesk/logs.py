@@ -1,6 +1,8 @@
 """Structured logs: one JSON object per line, with the request id of the request at hand.
 
-Message text and keys are never logged unless the operator sets LOG_CONTENT=1.
+Message text and keys are never logged unless the operator sets LOG_CONTENT=1. The web layer
+sets ``request_id`` for each request; a context variable is per greenlet under gevent, so
+thousands of concurrent requests in one worker each log their own.
 """
 from __future__ import annotations
 
@@ -8,11 +10,11 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import sys
 import time
+from contextvars import ContextVar
 
-from flask import g, has_request_context
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -23,17 +25,13 @@ class JsonFormatter(logging.Formatter):
                  + f".{int(record.msecs):03d}Z",
                  "level": record.levelname, "logger": record.name,
                  "message": record.getMessage()}
-        request_id = getattr(record, "request_id", None) or _current_request_id()
-        if request_id:
-            entry["request_id"] = request_id
+        current = getattr(record, "request_id", None) or request_id.get()
+        if current:
+            entry["request_id"] = current
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
-
-
-def _current_request_id() -> str | None:
-    return g.get("request_id") if has_request_context() else None
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -50,6 +48,3 @@ def hash_user(user_id: str, secret: str) -> str:
     """A stable pseudonym for logs: keyed, so SSO user names cannot be guessed back."""
     return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()[:16]
 
-
-def content_logging_enabled() -> bool:
-    return os.environ.get("LOG_CONTENT", "").strip().lower() in ("1", "true", "yes", "on")

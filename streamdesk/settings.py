@@ -1,18 +1,27 @@
-"""All of StreamDesk's own configuration, read from the environment in one place.
+"""All of StreamDesk's own configuration, read from the environment once, at start-up.
 
-Provider variables (OPENAI_*, ERNIE_*, SPARK_*, STREAMDESK_CONFIG) are read by
-``providers.registry``; everything else is here. A bad value stops start-up with a message
-naming the variable.
+Provider variables (OPENAI_*, ERNIE_*, SPARK_*, DEMO_DELAY_MS, DEFAULT_MODEL, STREAMDESK_CONFIG)
+are read by ``providers.registry``, also at start-up; gunicorn's own (WEB_CONCURRENCY,
+WORKER_CONNECTIONS, GRACEFUL_TIMEOUT) by ``gunicorn.conf.py``. Everything else is here, and
+nothing reads the environment later. A bad value stops start-up with a message naming the
+variable.
 """
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 from limits import parse_many
+
+from providers.config import parse_flag
+
+# ./instance beside app.py, as Flask would choose it.
+DEFAULT_INSTANCE_PATH = str(Path(__file__).resolve().parent.parent / "instance")
 
 
 class SettingsError(ValueError):
@@ -44,9 +53,13 @@ class Settings:
     # Hardening
     frame_ancestors: str
     cors_origins: tuple[str, ...]
+    # Logs
+    log_level: str
+    log_content: bool  # message and reply text in the reply log lines
 
 
-def load_settings(env: Mapping[str, str], instance_path: str) -> Settings:
+def load_settings(env: Mapping[str, str]) -> Settings:
+    instance_path = env.get("INSTANCE_PATH") or DEFAULT_INSTANCE_PATH
     os.makedirs(instance_path, exist_ok=True)
     settings = Settings(
         instance_path=instance_path,
@@ -70,6 +83,8 @@ def load_settings(env: Mapping[str, str], instance_path: str) -> Settings:
         frame_ancestors=env.get("FRAME_ANCESTORS", "").strip() or "'none'",
         cors_origins=tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",")
                            if o.strip()),
+        log_level=_log_level(env, "LOG_LEVEL"),
+        log_content=_flag(env, "LOG_CONTENT"),
     )
     if settings.trusted_user_header and not settings.trusted_proxies:
         raise SettingsError("environment variable TRUSTED_PROXIES: required with "
@@ -130,7 +145,7 @@ def _networks(env, name) -> tuple:
 
 
 def _rate_limit(env, name) -> str | None:
-    """Flask-Limiter's notation: '20/minute;300/day'."""
+    """The limits library's notation: '20/minute;300/day'."""
     value = env.get(name, "").strip()
     if not value:
         return None
@@ -143,4 +158,16 @@ def _rate_limit(env, name) -> str | None:
 
 
 def _flag(env, name) -> bool:
-    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+    value = parse_flag(env.get(name, ""))
+    if value is None:
+        raise SettingsError(f"environment variable {name}: must be 1 or 0 (or true/false, "
+                            f"yes/no, on/off), not {env[name]!r}")
+    return value
+
+
+def _log_level(env, name) -> str:
+    level = env.get(name, "").strip().upper() or "INFO"
+    if not isinstance(logging.getLevelName(level), int):
+        raise SettingsError(f"environment variable {name}: {level!r} is not a log level "
+                            "(DEBUG, INFO, WARNING, ERROR)")
+    return level

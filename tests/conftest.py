@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from streamdesk.sse import SSEDecoder
+from providers.sse import SSEDecoder
 from tests.standins.openai_server import OpenAIStandIn
 
-# Shared fixtures: real PostgreSQL and Redis; Chromium through Playwright.
-pytest_plugins = ("tests.services", "tests.browser")
+# Shared fixtures: real PostgreSQL and Redis; Chromium through Playwright; the in-process app.
+pytest_plugins = ("tests.services", "tests.browser", "tests.inprocess")
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -49,6 +49,7 @@ class AppServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "INSTANCE_PATH": str(instance), "DEMO_DELAY_MS": "1",
+                    "PYTHON_DOTENV_DISABLED": "1",  # a developer's .env must not reach tests
                     "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **env}
         # The machine's own configuration must not leak into a test's app.
         for name in list(self.env):

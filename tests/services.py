@@ -86,3 +86,18 @@ def redis_url(tmp_path_factory):
     except redis.RedisError:
         pytest.skip("no redis-server binary and no Redis on 127.0.0.1:6379")
     yield "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def empty_postgres_database():
+    """A URL of a new, empty PostgreSQL database, dropped after the test."""
+    admin = _postgres_admin_url()
+    if admin is None:
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432 and none could be started")
+    import psycopg
+    name = f"streamdesk_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield admin.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -9,7 +9,7 @@ import requests
 
 from providers import ChatRequest, Message
 from providers.demo import compose_reply
-from streamdesk.sse import SSEDecoder
+from providers.sse import SSEDecoder
 from tests.conftest import AppServer, read_events
 
 
@@ -48,7 +48,7 @@ def test_stream_is_meta_then_deltas_then_usage_then_done(user, app_server):
     assert meta["model"] == "demo/offline" and meta["conversation_id"] and meta["message_id"]
     expected = compose_reply(ChatRequest("offline", (Message("user", "Hello, 流式!"),)))
     assert texts(events) == expected
-    assert events[-1][1] == {"finish_reason": "stop"}
+    assert events[-1][1] == {"finish_reason": "stop", "status": "complete"}
     saved = conversation(user, app_server, meta["conversation_id"])
     assert [(m["role"], m["status"]) for m in saved["messages"]] == [
         ("user", "complete"), ("assistant", "complete")]
@@ -258,7 +258,7 @@ def test_failure_mid_stream_is_error_then_done_and_the_partial_reply_stays(
     events = read_events(chat(user, app_server, message="go", model=model))
     assert [name for name, _ in events][-2:] == ["error", "done"]
     assert events[-2][1]["code"] == code and events[-2][1]["message"]
-    assert events[-1][1] == {"finish_reason": "error"}
+    assert events[-1][1] == {"finish_reason": "error", "status": status}
     saved = conversation(user, app_server, events[0][1]["conversation_id"])["messages"][1]
     assert saved["status"] == status and saved["content"] == texts(events) != ""
     assert saved["error"]["code"] == code

@@ -27,10 +27,11 @@ def test_default_model_is_the_named_one_else_the_first_configured_else_the_demo(
 
 
 def test_the_development_secret_is_generated_once_and_kept_private(tmp_path):
-    first = load_settings({}, str(tmp_path)).secret_key
-    assert len(first) == 64 and load_settings({}, str(tmp_path)).secret_key == first
+    here = {"INSTANCE_PATH": str(tmp_path)}
+    first = load_settings(here).secret_key
+    assert len(first) == 64 and load_settings(here).secret_key == first
     assert stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode) == 0o600
-    assert load_settings({"SECRET_KEY": "from-env"}, str(tmp_path)).secret_key == "from-env"
+    assert load_settings({**here, "SECRET_KEY": "from-env"}).secret_key == "from-env"
 
 
 def test_session_cookie_is_secure_when_configured(tmp_path):
@@ -47,13 +48,15 @@ def test_session_cookie_is_secure_when_configured(tmp_path):
     ("STREAMDESK_CONFIG", "bad.toml", "[providers.glm] field 'base_url'"),
     ("RATE_LIMIT", "lots", "RATE_LIMIT"),
     ("HEARTBEAT_SECONDS", "60", "HEARTBEAT_SECONDS"),
+    ("LOG_CONTENT", "maybe", "LOG_CONTENT"),
+    ("LOG_LEVEL", "LOUD", "LOG_LEVEL"),
 ])
 def test_bad_configuration_stops_start_up_with_one_clear_line(tmp_path, setting, value, named):
     (tmp_path / "bad.toml").write_text(
         '[providers.glm]\ntype = "openai"\nbase_url = "not a url"\nmodels = "glm-4"\n')
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OPENAI_", "ERNIE_", "SPARK_"))}
-    env.update(INSTANCE_PATH=str(tmp_path / "instance"),
+    env.update(INSTANCE_PATH=str(tmp_path / "instance"), PYTHON_DOTENV_DISABLED="1",
                **{setting: str(tmp_path / value) if setting == "STREAMDESK_CONFIG" else value})
     result = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)

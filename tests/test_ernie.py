@@ -18,7 +18,9 @@ from greenlet import GreenletExit
 from providers.base import ChatRequest, Message, ModelEntry, ProviderSettings
 from providers.ernie import ErnieProvider, TokenCache, from_env, from_settings, repair_history
 from providers.errors import ConfigurationError, ProviderError
+from providers.history import estimate_tokens
 from providers.retry import RetryPolicy
+from streamdesk.chat.turn import fit_history
 from tests.standins.ernie_server import (API_KEY, CHAT_PREFIX, DEFAULT_REPLY, SECRET_KEY,
                                          TOKEN_PATH, ErnieStandIn, cut, endless, error, gateway,
                                          refuse, reply, stall)
@@ -307,17 +309,23 @@ def test_valid_history_is_unchanged():
     assert repair_history(turns) == turns
 
 
-def test_long_history_is_trimmed_oldest_first_to_the_model_budget(server):
+def test_long_history_is_trimmed_oldest_first_with_ernies_own_reply_reserve(server):
+    # The turn is prepared once (streamdesk/chat/turn.py) with the provider's own reserve:
+    # 2,048 tokens for a custom endpoint's reply, so 200 remain for history here.
     models = [ModelEntry("my-endpoint", "Custom", context_tokens=2048 + 200)]
+    provider = make_provider(server, models=models)
     turns = []
     for i in range(20):
         turns += [(U, f"问题{i}" + "字" * 30), (A, f"回答{i}" + "字" * 30)]
     turns.append((U, "最新的问题"))
-    collect(make_provider(server, models=models), ask(*turns, model="my-endpoint"))
+    history = [Message(role, text) for role, text in turns]
+    fitted = fit_history(provider, "my-endpoint", history, None)
+    collect(provider, ChatRequest("my-endpoint", tuple(fitted)))
     sent = [(m["role"], m["content"]) for m in sent_bodies(server)[0]["messages"]]
     assert 1 < len(sent) < len(turns)
-    assert sent == turns[-len(sent):]  # the newest turns, in order
-    assert sent[0][0] == U
+    assert sent == turns[-len(sent):]  # the newest turns, in order, exactly what was fitted
+    assert sent == [(m.role, m.content) for m in fitted] and sent[0][0] == U
+    assert sum(estimate_tokens(text) for _, text in sent) <= 200
 
 
 def test_unconfigured_model_is_refused_without_calling_ernie(server):

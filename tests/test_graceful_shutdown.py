@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import signal
 
-from streamdesk.sse import SSEDecoder
-from streamdesk.storage import Store
+from providers.sse import SSEDecoder
+from streamdesk.store import Store
 from tests.conftest import AppServer
 
 import requests
@@ -26,7 +26,7 @@ def test_a_reply_that_ends_within_the_grace_period_completes_normally(fresh_upst
         for data in reads:
             events += decoder.feed(data)
         assert [e.event for e in events][-1] == "done"
-        assert events[-1].json() == {"finish_reason": "stop"}
+        assert events[-1].json() == {"finish_reason": "stop", "status": "complete"}
         assert server.process.wait(timeout=15) == 0
     finally:
         server.stop()

@@ -59,7 +59,7 @@ def test_the_right_code_admits_this_browser_with_a_new_session_id(coded):
         assert info["signed_in"] and info["user"]["kind"] == "access_code"
         events = read_events(browser.post(f"{coded.url}/chat", json={"message": "hi"},
                                           timeout=30))
-        assert events[-1] == ("done", {"finish_reason": "stop"})
+        assert events[-1] == ("done", {"finish_reason": "stop", "status": "complete"})
 
 
 def test_guessing_the_code_locks_the_address_out(server_with):

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import requests
 
-from streamdesk.sse import SSEDecoder
+from providers.sse import SSEDecoder
 from tests.conftest import ROOT
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

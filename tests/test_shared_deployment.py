@@ -6,7 +6,7 @@ import signal
 import pytest
 import requests
 
-from streamdesk.sse import SSEDecoder
+from providers.sse import SSEDecoder
 from tests.conftest import AppServer, read_events
 
 SHARED_SECRET = "shared-deployment-test-secret"
@@ -83,7 +83,7 @@ def test_stopping_an_instance_mid_stream_saves_the_partial_reply_and_the_other_s
             after = read_events(browser.post(f"{survivor.url}/chat", timeout=30, json={
                 "message": "still there?", "conversation_id": conversation_id,
                 "model": "openai/echo"}))
-            assert after[-1] == ("done", {"finish_reason": "stop"})
+            assert after[-1] == ("done", {"finish_reason": "stop", "status": "complete"})
     finally:
         for server in (doomed, survivor):
             server.stop()

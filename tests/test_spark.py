@@ -21,6 +21,7 @@ from providers.base import ChatRequest, Chunk, Message, ModelEntry, ProviderSett
 from providers.config import load_config_file
 from providers.retry import NO_RETRIES, RetryPolicy
 from providers.spark_auth import sign_url
+from streamdesk.chat.turn import fit_history
 from tests.standins.spark_server import (Drop, FrameError, HangHandshake, Refuse, Reply,
                                          Silent, SparkStandIn, Stall)
 
@@ -124,10 +125,13 @@ def test_history_is_repaired_before_it_is_sent(standin):
 
 
 def test_history_is_trimmed_to_the_domain_budget(standin):
-    provider = make_provider(standin, model=ModelEntry("generalv3.5", "Spark Max", 120))
+    # The turn is prepared once (streamdesk/chat/turn.py), with Spark's own message rules.
+    provider = make_provider(standin, model=ModelEntry("generalv3.5", "Spark Max", 1024 + 120))
     turns = [f"turn {i} " + "x" * 160 for i in range(9)]
-    list(provider.stream(request(provider, *turns)))
+    fitted = fit_history(provider, "generalv3.5", list(request(provider, *turns).messages), None)
+    list(provider.stream(ChatRequest("generalv3.5", tuple(fitted))))
     sent = sent_text(standin)
+    assert sent == [(m.role, m.content) for m in fitted]
     assert sent[-1] == ("user", turns[-1]) and sent[0][0] == "user"
     assert len(sent) < len(turns)
     assert standin.problems == []

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from streamdesk.sse import PING, Event, SSEDecoder, encode
+from providers.sse import Event, SSEDecoder
+from streamdesk.web.sse import PING, encode
 
 
 def decode_all(*reads: bytes) -> list[Event]:
@@ -97,6 +98,6 @@ def test_encoder_writes_one_data_line_per_event():
 @pytest.mark.parametrize("text", ["plain", "多行\n文本", 'quote " and \\ back', "\u2028\u2029\x85",
                                   "nul \x00 bell \x07", "emoji 🙂 and é", ""])
 def test_the_fast_delta_encoder_writes_exactly_what_the_general_one_does(text):
-    from streamdesk.sse import encode_delta
+    from streamdesk.web.sse import encode_delta
     for field in ("text", "reasoning"):
         assert encode_delta(field, text) == encode("delta", {field: text})

@@ -1,5 +1,5 @@
 """A stand-in for Baidu's Wenxin Workshop v1 on loopback: the OAuth token endpoint and the chat
-endpoint, with the rules and error shapes of shared/reference/providers.md section 2.
+endpoint, with the rules and error shapes docs/providers/ernie.md describes.
 
 Tests steer it through attributes: ``script`` (answers for the next chat requests, made with the
 functions below; an empty script means a normal reply), ``expires_in``, ``expire_tokens()``,

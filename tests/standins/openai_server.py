@@ -1,4 +1,4 @@
-"""A stand-in OpenAI-compatible chat-completions server (shared/reference/providers.md §1).
+"""A stand-in OpenAI-compatible chat-completions server (docs/providers/openai.md).
 
 It streams over HTTP/1.1 chunked encoding like the real services, and the model name picks
 the behaviour, so one server can back both the provider tests and the app under gunicorn:

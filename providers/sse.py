@@ -1,0 +1,92 @@
+"""Reading server-sent events from upstreams (our own event stream is encoded on the web side,
+``streamdesk/web/sse.py``).
+
+The decoder follows the WHATWG rules (HTML, "Parsing an event stream"). Its subtle parts:
+
+* Lines end at CRLF, LF or CR, and a CRLF may arrive split across two reads. ``str.splitlines``
+  is wrong here: it also breaks at U+2028, U+0085 and friends, which JSON leaves unescaped,
+  so a model that writes U+2028 would cut its own event in half. We split *bytes* on the three
+  SSE line endings only.
+* We split before we decode, so a multi-byte UTF-8 character split across reads is whole
+  by the time its line is decoded.
+* A blank line dispatches; an event still open when the stream ends is discarded.
+
+``static/sse.js`` is the browser's mirror of this decoder; keep the two in step. The tests also
+use it to read StreamDesk's own stream, exactly as a client would.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+_BOM = b"\xef\xbb\xbf"
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event: str = "message"
+    data: str = ""
+    id: str = ""  # the last event id seen so far, as the spec defines it
+    retry: int | None = None
+
+    def json(self):
+        return json.loads(self.data)
+
+
+class SSEDecoder:
+    """Incremental decoder. Feed it raw bytes with ``feed``, or whole lines (without their
+    ending, as ``requests``' bytes-mode ``iter_lines()`` gives them) with ``feed_line``."""
+
+    def __init__(self) -> None:
+        self._pending = b""  # an unfinished line carried over to the next read
+        self._after_cr = False  # the last read ended in CR: a leading LF belongs to it
+        self._at_start = True  # a BOM is stripped only at the start of the stream
+        self._event_type = ""
+        self._data: list[str] = []
+        self._last_id = ""
+        self._retry: int | None = None
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self._after_cr and data.startswith(b"\n"):
+            data = data[1:]
+        self._after_cr = data.endswith(b"\r")
+        lines = _LINE_BREAK.split(self._pending + data)
+        self._pending = lines.pop()
+        events = []
+        for line in lines:
+            event = self.feed_line(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def feed_line(self, line: bytes) -> Event | None:
+        if self._at_start:
+            self._at_start = False
+            if line.startswith(_BOM):
+                line = line[len(_BOM):]
+        if not line:
+            return self._dispatch()
+        if line[0] == 0x3A:  # ":" starts a comment, used for heartbeats
+            return None
+        name, colon, value = line.partition(b":")
+        if colon and value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value.decode("utf-8", "replace"))
+        elif name == b"event":
+            self._event_type = value.decode("utf-8", "replace")
+        elif name == b"id":
+            if b"\0" not in value:
+                self._last_id = value.decode("utf-8", "replace")
+        elif name == b"retry":
+            if value.isdigit():
+                self._retry = int(value)
+        return None
+
+    def _dispatch(self) -> Event | None:
+        data, event_type = self._data, self._event_type
+        self._data, self._event_type = [], ""
+        if not data:
+            return None
+        return Event(event_type or "message", "\n".join(data), self._last_id, self._retry)

@@ -1,0 +1,118 @@
+"""Preparing one turn of a chat: everything between a checked request and the upstream call.
+
+No Flask here: the web layer hands in plain values and gets a ``PreparedTurn`` back, or a
+``TurnRefused`` with a stable code. In order: find the conversation (owner-checked), choose the
+model once, create the conversation or replace its tail (edit and regenerate), save the user's
+turn and an empty reply before anything goes upstream, then fit the history into the model's
+window in a single pass, with the provider's own reply reserve and message rules.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from providers import ChatRequest, Message, Provider, Registry, UnknownModelError
+from providers.history import estimate_tokens, trim_to_budget
+
+from ..store import Conversation, Store
+from .relay import Reply
+
+TITLE_CHARS = 60
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """A checked request for a new turn, as the user sent it."""
+
+    message: str
+    conversation_id: str | None = None
+    edit_message_id: str | None = None  # replace this user message and everything after it
+    model: str | None = None
+    settings: dict | None = None  # only the fields present in the request (None clears one)
+
+
+@dataclass(frozen=True)
+class OperatorRules:
+    system_prompt: str | None = None  # SYSTEM_PROMPT; a model's own in the config file wins
+    lock_system_prompt: bool = False  # then the user's own prompt is never sent
+
+
+@dataclass(frozen=True)
+class PreparedTurn:
+    provider: Provider
+    request: ChatRequest  # what goes upstream
+    reply: Reply  # which rows the reply is saved into
+
+
+class TurnRefused(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def prepare_turn(ask: TurnRequest, user_id: str, *, store: Store, registry: Registry,
+                 rules: OperatorRules) -> PreparedTurn:
+    settings = ask.settings or {}
+    conversation = None
+    if ask.conversation_id:
+        conversation = store.get_conversation(user_id, ask.conversation_id)
+        if conversation is None:
+            raise TurnRefused("conversation_not_found", "No such conversation.")
+    model_id, provider, model = choose_model(registry, ask.model, conversation)
+
+    if conversation is None:
+        conversation = store.create_conversation(user_id, title_from(ask.message), model_id,
+                                                 settings)
+    else:
+        if ask.edit_message_id and not store.truncate_from(user_id, conversation.id,
+                                                           ask.edit_message_id):
+            raise TurnRefused("message_not_found", "No such message in this conversation.")
+        if settings:
+            store.update_conversation(user_id, conversation.id, settings=settings)
+    settings = {**conversation.settings, **settings}
+    user_message_id, message_id = store.start_turn(conversation.id, ask.message, model_id)
+
+    system = system_prompt(provider.operator_system_prompt(model) or rules.system_prompt,
+                           None if rules.lock_system_prompt else settings.get("system"))
+    history = store.history(conversation.id)
+    sent = fit_history(provider, model, history, system)
+    request = ChatRequest(model, tuple(sent), system, settings.get("temperature"),
+                          settings.get("max_tokens"))
+    reply = Reply(conversation.id, user_message_id, message_id, model_id,
+                  omitted_messages=len(history) - len(sent))
+    return PreparedTurn(provider, request, reply)
+
+
+def choose_model(registry: Registry, requested: str | None,
+                 conversation: Conversation | None) -> tuple[str, Provider, str]:
+    """(model id, provider, the provider's model name): the one asked for, else the
+    conversation's, else the default."""
+    model_id = requested or (conversation.model if conversation else None) \
+        or registry.default_model
+    try:
+        provider, model = registry.resolve(model_id)
+    except UnknownModelError:
+        if requested or conversation is None:
+            raise TurnRefused("unknown_model", f"Unknown model {model_id!r}.") from None
+        # The conversation's model was removed from the configuration: use the default.
+        model_id = registry.default_model
+        provider, model = registry.resolve(model_id)
+    return model_id, provider, model
+
+
+def fit_history(provider: Provider, model: str, history: list[Message],
+                system: str | None) -> list[Message]:
+    """The newest turns the vendor accepts that fit the model's window, after the system
+    prompt and the provider's room for the reply."""
+    acceptable = provider.acceptable_history(history)
+    reserved = provider.reply_reserve_tokens(model) + (estimate_tokens(system) if system else 0)
+    return trim_to_budget(acceptable, provider.context_tokens(model), reserved)
+
+
+def system_prompt(operators: str | None, users: str | None) -> str | None:
+    """The operator's prompt first (it cannot be dropped), then the user's own, if allowed."""
+    return "\n\n".join(part for part in (operators, users) if part) or None
+
+
+def title_from(message: str) -> str:
+    line = " ".join(message.split())
+    return line if len(line) <= TITLE_CHARS else line[:TITLE_CHARS - 1] + "…"

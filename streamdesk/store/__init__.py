@@ -1,0 +1,7 @@
+"""Where conversations, messages and rate-limit counters are kept (SQLAlchemy, migrated by
+Alembic). ``Store`` is the repository; it returns the frozen records of ``records.py``."""
+from .rate_limits import DatabaseLimitStorage
+from .records import Conversation, ReplyStatus, StoredMessage
+from .repository import Store
+
+__all__ = ["Conversation", "DatabaseLimitStorage", "ReplyStatus", "Store", "StoredMessage"]

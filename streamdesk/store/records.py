@@ -1,0 +1,60 @@
+"""What the store hands out: frozen records and the reply status, never ORM rows.
+
+``ReplyStatus`` is the one list of statuses a reply can have. The relay decides it, the store
+keeps it, ``docs/api.md`` documents it and ``static/status.js`` mirrors it for the page; a test
+keeps the four in step.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+# A reply touched by nobody for this long lost its process (SIGKILL, OOM, power): it reads as
+# interrupted. Live relays touch their row at least every heartbeat (at most 15 s).
+STALE_STREAMING_SECONDS = 60
+
+
+class ReplyStatus(enum.StrEnum):
+    STREAMING = "streaming"  # being written now
+    COMPLETE = "complete"  # the model finished
+    CANCELLED = "cancelled"  # the user stopped it (or left, with CANCEL_ON_DISCONNECT)
+    ERROR = "error"  # the model service refused or failed
+    INTERRUPTED = "interrupted"  # cut off: the connection broke, or the server stopped or died
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: str
+    title: str
+    model: str
+    updated_at: datetime
+    settings: dict  # system, temperature, max_tokens; None means the model's own default
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: str
+    role: str  # "user" or "assistant"
+    content: str
+    status: ReplyStatus
+    model: str | None = None
+    reasoning: str = ""
+    finish_reason: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; we only ever store UTC."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def effective_status(status: str, updated_at: datetime | None, now: datetime) -> ReplyStatus:
+    """A reply still marked ``streaming`` that nobody touched for a while was abandoned."""
+    if status == ReplyStatus.STREAMING and updated_at is not None \
+            and (now - utc(updated_at)).total_seconds() > STALE_STREAMING_SECONDS:
+        return ReplyStatus.INTERRUPTED
+    return ReplyStatus(status)

@@ -1,0 +1,85 @@
+"""StreamDesk on the web: the Flask app and everything that knows about HTTP.
+
+``create_app`` wires the parts together. Views are thin: they read the request, call the chat
+layer with plain values and encode what comes back. Who may call each view is declared on it
+(``policies.py``, ``limits.py``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+from cachelib.file import FileSystemCache
+from flask import Flask
+from flask_session import Session as ServerSideSessions
+
+from providers import Registry, build_registry
+
+from ..settings import load_settings
+from ..store import Store
+from . import cli, errors, identity, limits, requests_log, security
+from .policies import no_identity
+from .services import Services
+from .views import blueprints
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent  # templates/, static/, node_modules/
+SESSION_LIFETIME_DAYS = 90
+
+
+def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | None = None,
+               environ: Mapping[str, str] = os.environ) -> Flask:
+    """Build the app from the environment; ``config`` overrides variables, ``environ`` stands
+    for the environment and ``registry`` replaces the configured providers (tests use them)."""
+    env = {**environ, **(config or {})}
+    settings = load_settings(env)
+    registry = registry or build_registry(env)
+    store = Store(settings.database_url)
+    store.migrate()
+
+    app = Flask("streamdesk", root_path=str(PROJECT_ROOT), instance_path=settings.instance_path)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SESSION_COOKIE_NAME="streamdesk_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME_DAYS * 86400,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    redis_client = _init_sessions(app, settings.redis_url)
+    app.extensions["streamdesk"] = Services(settings, registry, store, redis_client)
+
+    requests_log.init_app(app)
+    security.init_app(app, settings)
+    identity.init_app(app)
+    limits.init_app(app, settings, store.engine)
+    errors.init_app(app)
+    cli.init_app(app)
+    for blueprint in blueprints:
+        app.register_blueprint(blueprint)
+    app.view_functions["static"] = no_identity(_static_file(app))
+    return app
+
+
+def _static_file(app: Flask):
+    def static(filename: str):
+        return app.send_static_file(filename)
+    return static
+
+
+def _init_sessions(app: Flask, redis_url: str | None):
+    """Server-side sessions: Redis when several instances share users, else files.
+    Returns the Redis client, if any, for the readiness check."""
+    client = None
+    if redis_url:
+        import redis
+        client = redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+        app.config.update(SESSION_TYPE="redis", SESSION_REDIS=client)
+    else:
+        directory = os.path.join(app.instance_path, "sessions")
+        app.config.update(SESSION_TYPE="cachelib",
+                          SESSION_CACHELIB=FileSystemCache(directory, threshold=0, mode=0o600))
+    ServerSideSessions(app)
+    return client

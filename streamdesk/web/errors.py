@@ -1,0 +1,57 @@
+"""Errors are data too: every error answer is ``{"error": {"code", "message"}}``."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from ..chat.turn import TurnRefused
+
+log = logging.getLogger(__name__)
+
+# Stable codes for the HTTP errors Flask raises itself.
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+               413: "too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+# The HTTP status of each reason a turn can be refused for (``streamdesk/chat/turn.py``).
+_REFUSAL_STATUS = {"conversation_not_found": 404, "message_not_found": 404,
+                   "unknown_model": 400}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.retry_after = retry_after
+
+
+def json_error(status: int, code: str, message: str):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(TurnRefused)
+    def turn_refused(refusal: TurnRefused):
+        return json_error(_REFUSAL_STATUS[refusal.code], refusal.code, refusal.message)
+
+    @app.errorhandler(ApiError)
+    def api_error(error: ApiError):
+        response = json_error(error.status, error.code, error.message)
+        if error.retry_after is not None:
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        response = json_error(error.code or 500, _HTTP_CODES.get(error.code, "http_error"),
+                              error.description or error.name)
+        if error.code == 405 and getattr(error, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        log.exception("unhandled error")  # a bug of ours: the traceback is for us, not the user
+        return json_error(500, "internal", "Something went wrong on our side.")

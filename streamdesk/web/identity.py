@@ -1,0 +1,117 @@
+"""Who is asking, in one place: the company's SSO proxy, a shared access code, or an
+anonymous user per browser (docs/helpdesk.md).
+
+``resolve_identity`` runs before every request. The session only identifies the user; history
+lives in the store under the user id. Everything here happens in the view, before a streamed
+response starts: Flask saves the session when the headers go out, so a generator must never
+write to it.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+
+from flask import Flask, current_app, g, request, session
+
+from .errors import ApiError
+from .policies import Access, access_of_current_view
+from .services import services
+
+MAX_USER_NAME = 120
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(resolve_identity)
+
+
+def client_address() -> str:
+    """The browser's address: behind trusted proxies, the nearest untrusted hop of
+    X-Forwarded-For; otherwise the peer itself. Forwarded headers from anyone else are lies."""
+    peer = request.remote_addr or ""
+    if not _is_trusted_proxy(peer):
+        return peer
+    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in reversed([hop for hop in hops if hop]):
+        if not _is_trusted_proxy(hop):
+            return hop
+    return peer
+
+
+def _is_trusted_proxy(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in services().settings.trusted_proxies)
+
+
+def resolve_identity() -> None:
+    """Who this request is, or a 401 for a route that needs somebody.
+
+    The SSO header wins when it comes from a trusted proxy; else an access-code session; else,
+    when neither is configured, the anonymous user of this browser. With TRUSTED_USER_HEADER
+    set there is no anonymous use: a request that went around the proxy is refused.
+    """
+    settings = services().settings
+    g.user_id = None
+    access = access_of_current_view()
+    if access is Access.NO_IDENTITY:
+        return
+    if settings.trusted_user_header:
+        name = request.headers.get(settings.trusted_user_header, "").strip()
+        if name and _is_trusted_proxy(request.remote_addr or ""):
+            _sign_in(f"sso:{name[:MAX_USER_NAME]}", "sso")
+            return
+    if settings.access_code:
+        if session.get("kind") == "access_code":
+            g.user_id = session.get("uid")
+            return
+    elif not settings.trusted_user_header:
+        g.user_id = session.get("uid")  # anonymous; made on first need
+        return
+    if access is Access.PUBLIC:
+        return
+    if settings.access_code:
+        raise ApiError(401, "access_code_required", "Enter the access code to use this chat.")
+    raise ApiError(401, "sign_in_required",
+                   "Sign in through your company's portal to use this chat.")
+
+
+def current_user_id() -> str:
+    """The user's id; the anonymous user of a browser gets one on first need."""
+    if g.get("user_id"):
+        return g.user_id
+    settings = services().settings
+    if settings.access_code or settings.trusted_user_header:  # only open routes get here
+        raise ApiError(401, "access_code_required", "Enter the access code to use this chat.")
+    g.user_id = "anon:" + secrets.token_urlsafe(18)
+    session["uid"], session["kind"] = g.user_id, "anonymous"
+    session.permanent = True
+    return g.user_id
+
+
+def check_access_code(code: str) -> bool:
+    """Constant-time comparison: the time taken says nothing about how close a guess was."""
+    expected = services().settings.access_code or ""
+    return bool(expected) and hmac.compare_digest(code.encode(), expected.encode())
+
+
+def admit_with_access_code() -> None:
+    _sign_in(session.get("uid") if session.get("kind") == "access_code"
+             else "code:" + secrets.token_urlsafe(18), "access_code")
+
+
+def identity_kind() -> str:
+    return session.get("kind", "anonymous") if g.get("user_id") else "none"
+
+
+def _sign_in(user_id: str, kind: str) -> None:
+    if session.get("uid") != user_id:
+        session.clear()
+        session["uid"], session["kind"] = user_id, kind
+        session.permanent = True
+        # A new identity gets a new session id, so a session id planted before sign-in
+        # (session fixation) is worthless afterwards.
+        current_app.session_interface.regenerate(session)
+    g.user_id = user_id

@@ -1,0 +1,104 @@
+"""Rate limits, the access-code lockout and the cap on replies being written, each declared on
+the view it guards (``@limit_messages``, ``@limit_code_guesses``, ``@cap_streams``).
+
+Counters come from the ``limits`` library: in Redis when REDIS_URL is set, else in the app's
+own database (``streamdesk/store/rate_limits.py``), so every worker and instance counts the
+same. Fixed windows. Every refusal is a 429 JSON error with Retry-After, so the page can say
+when to try again.
+"""
+from __future__ import annotations
+
+import math
+import time
+from functools import wraps
+
+from flask import Flask, current_app
+from limits import RateLimitItem, parse, parse_many
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+
+from ..settings import Settings
+from ..store import DatabaseLimitStorage
+from .errors import ApiError
+from .identity import client_address, current_user_id
+from .policies import View
+from .services import services
+
+ACCESS_CODE_ATTEMPTS = parse("5 per 15 minutes")  # failed guesses per address before a lockout
+STREAM_CAP_RETRY_SECONDS = 5
+
+
+class RateLimits:
+    """The configured limits of one app and the counters behind them."""
+
+    def __init__(self, settings: Settings, storage: Storage):
+        self.window = FixedWindowRateLimiter(storage)
+        self.per_user = parse_many(settings.rate_limit) if settings.rate_limit else []
+        self.per_address = parse_many(settings.ip_rate_limit) if settings.ip_rate_limit else []
+
+    def hit(self, items: list[RateLimitItem], *keys: str) -> None:
+        for item in items:
+            if not self.window.hit(item, *keys):
+                raise self.refusal(item, *keys)
+
+    def refusal(self, item: RateLimitItem, *keys: str) -> ApiError:
+        reset_at = self.window.get_window_stats(item, *keys).reset_time
+        wait = max(1, math.ceil(reset_at - time.time()))
+        return ApiError(429, "rate_limited",
+                        f"Too many requests ({item}). Try again in {wait} seconds.",
+                        retry_after=wait)
+
+
+def init_app(app: Flask, settings: Settings, engine) -> None:
+    if settings.redis_url:
+        storage = storage_from_string(settings.redis_url)
+    else:
+        storage = DatabaseLimitStorage(engine=engine)
+    app.extensions["streamdesk.limits"] = RateLimits(settings, storage)
+
+
+def _limits() -> RateLimits:
+    return current_app.extensions["streamdesk.limits"]
+
+
+def limit_messages(view: View) -> View:
+    """RATE_LIMIT per user and IP_RATE_LIMIT per address, counted for every message."""
+    @wraps(view)
+    def limited(*args, **kwargs):
+        limits = _limits()
+        if limits.per_user:
+            limits.hit(limits.per_user, "chat-user", current_user_id())
+        if limits.per_address:
+            limits.hit(limits.per_address, "chat-ip", client_address())
+        return view(*args, **kwargs)
+    return limited  # type: ignore[return-value]
+
+
+def limit_code_guesses(view: View) -> View:
+    """A few wrong access codes per address, then a lockout. Only refusals (401) count."""
+    @wraps(view)
+    def limited(*args, **kwargs):
+        limits, address = _limits(), client_address()
+        if not limits.window.test(ACCESS_CODE_ATTEMPTS, "access-code", address):
+            raise limits.refusal(ACCESS_CODE_ATTEMPTS, "access-code", address)
+        try:
+            return view(*args, **kwargs)
+        except ApiError as error:
+            if error.status == 401:
+                limits.window.hit(ACCESS_CODE_ATTEMPTS, "access-code", address)
+            raise
+    return limited  # type: ignore[return-value]
+
+
+def cap_streams(view: View) -> View:
+    """At most MAX_STREAMS_PER_USER replies being written at once per user."""
+    @wraps(view)
+    def capped(*args, **kwargs):
+        app = services()
+        if app.store.active_streams(current_user_id()) >= app.settings.max_streams_per_user:
+            raise ApiError(429, "too_many_streams",
+                           f"You already have {app.settings.max_streams_per_user} replies being "
+                           "written. Wait for one to finish or stop it.",
+                           retry_after=STREAM_CAP_RETRY_SECONDS)
+        return view(*args, **kwargs)
+    return capped  # type: ignore[return-value]

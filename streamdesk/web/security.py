@@ -1,0 +1,73 @@
+"""Browser-facing hardening: security headers, cross-site request refusal, opt-in CORS.
+
+CSRF: every state change needs ``application/json`` (a cross-site form or a ``text/plain``
+fetch cannot send it without a CORS preflight we never grant), the session cookie is
+``SameSite=Lax``, and a request whose ``Origin`` (or ``Sec-Fetch-Site``) says it comes from
+another site is refused outright.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Flask, make_response, request
+
+from ..settings import Settings
+from .errors import ApiError
+
+STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+CORS_METHODS = "GET, POST, PATCH, DELETE"
+CORS_HEADERS = "Content-Type, X-Request-ID"
+
+
+def content_security_policy(frame_ancestors: str) -> str:
+    # No inline script anywhere. Inline style *attributes* are allowed (KaTeX positions
+    # glyphs with them); style elements and sheets must come from us.
+    return "; ".join([
+        "default-src 'self'", "script-src 'self'", "style-src 'self'",
+        "style-src-attr 'unsafe-inline'", "img-src 'self' data:", "font-src 'self' data:",
+        "connect-src 'self'", "object-src 'none'", "base-uri 'none'", "form-action 'self'",
+        f"frame-ancestors {frame_ancestors}",
+    ])
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    policy = content_security_policy(settings.frame_ancestors)
+    allowed_origins = set(settings.cors_origins)
+
+    @app.before_request
+    def refuse_cross_site_changes():
+        if request.method == "OPTIONS" and request.headers.get("Origin") in allowed_origins:
+            return _preflight()
+        if request.method not in STATE_CHANGING:
+            return None
+        origin = request.headers.get("Origin")
+        if origin:
+            if origin != "null" and (urlsplit(origin).netloc == request.host
+                                     or origin in allowed_origins):
+                return None
+            raise ApiError(403, "cross_site", "Requests from other sites are not accepted.")
+        if request.headers.get("Sec-Fetch-Site") == "cross-site":
+            raise ApiError(403, "cross_site", "Requests from other sites are not accepted.")
+        return None
+
+    @app.after_request
+    def secure_headers(response):
+        response.headers["Content-Security-Policy"] = policy
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        if settings.frame_ancestors == "'none'":
+            response.headers["X-Frame-Options"] = "DENY"  # for browsers without CSP 2
+        origin = request.headers.get("Origin")
+        if origin in allowed_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers.add("Vary", "Origin")
+        return response
+
+
+def _preflight():
+    preflight = make_response("", 204)
+    preflight.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+    preflight.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+    preflight.headers["Access-Control-Max-Age"] = "600"
+    return preflight

@@ -1,0 +1,64 @@
+"""The conversation store on a real SQLite file: records out, owners checked."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import update
+
+from streamdesk.store import ReplyStatus, Store
+from streamdesk.store.tables import MessageRow
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    store.migrate()
+    return store
+
+
+def test_a_reply_abandoned_by_a_dead_process_reads_as_interrupted(store):
+    conversation = store.create_conversation("alice", "t", "demo/offline")
+    _, reply_id = store.start_turn(conversation.id, "question", "demo/offline")
+    store.save_progress(reply_id, "half an ans", "")
+    assert store.conversation_messages("alice", conversation.id)[1].status == "streaming"
+    with store.engine.begin() as connection:  # what a SIGKILLed worker leaves behind
+        connection.execute(update(MessageRow).where(MessageRow.id == reply_id).values(
+            updated_at=datetime.now(timezone.utc) - timedelta(minutes=5)))
+    reply = store.conversation_messages("alice", conversation.id)[1]
+    assert reply.status is ReplyStatus.INTERRUPTED and reply.content == "half an ans"
+    assert [m.content for m in store.history(conversation.id)] == ["question", "half an ans"]
+
+
+def test_a_live_reply_still_streaming_is_left_out_of_the_history(store):
+    conversation = store.create_conversation("alice", "t", "demo/offline")
+    _, reply_id = store.start_turn(conversation.id, "question", "demo/offline")
+    store.save_progress(reply_id, "being written", "")
+    assert [m.content for m in store.history(conversation.id)] == ["question"]
+
+
+def test_every_conversation_operation_checks_the_owner(store):
+    conversation = store.create_conversation("alice", "t", "demo/offline")
+    user_message, _ = store.start_turn(conversation.id, "question", "demo/offline")
+    assert store.get_conversation("bob", conversation.id) is None
+    assert store.conversation_messages("bob", conversation.id) is None
+    assert not store.update_conversation("bob", conversation.id, title="x")
+    assert not store.truncate_from("bob", conversation.id, user_message)
+    assert not store.delete_conversation("bob", conversation.id)
+    assert len(store.conversation_messages("alice", conversation.id)) == 2
+
+
+def test_records_are_frozen_and_carry_the_whole_reply(store):
+    conversation = store.create_conversation("alice", "t", "demo/offline",
+                                             {"temperature": 0.5})
+    _, reply_id = store.start_turn(conversation.id, "question", "demo/offline")
+    store.finish_turn(reply_id, content="answer", reasoning="thought",
+                      status=ReplyStatus.ERROR, finish_reason="error",
+                      error=("rate_limited", "Slow down."))
+    question, reply = store.conversation_messages("alice", conversation.id)
+    assert (question.role, question.status) == ("user", ReplyStatus.COMPLETE)
+    assert (reply.content, reply.reasoning, reply.status, reply.error_code) == (
+        "answer", "thought", ReplyStatus.ERROR, "rate_limited")
+    assert store.get_conversation("alice", conversation.id).settings["temperature"] == 0.5
+    with pytest.raises(AttributeError):
+        reply.content = "changed"  # type: ignore[misc]
