@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 
@@ -37,6 +38,7 @@ except (ConfigurationError, SettingsError) as error:
     print(f"StreamDesk cannot start: {error}", file=sys.stderr)
     sys.exit(3)
 configure_logging(app.extensions["streamdesk"].settings.log_level)
+atexit.register(app.extensions["streamdesk"].registry.close)
 
 if __name__ == "__main__":
     _serve()

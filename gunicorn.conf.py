@@ -28,8 +28,8 @@ preload_app = False
 # request: a reply streaming for an hour is never cut by it.
 timeout = 30
 # On SIGTERM a worker stops accepting and lets running replies finish for this long; then the
-# rest are saved as interrupted (streamdesk/chat/lifecycle.py) and their browsers told so. 25 s leaves
-# room inside the 30 s that Procfile platforms allow before SIGKILL.
+# rest are saved as interrupted (streamdesk/chat/lifecycle.py) and their browsers told so.
+# 25 s leaves room inside the 30 s that Procfile platforms allow before SIGKILL.
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "25"))
 keepalive = 5
 

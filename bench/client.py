@@ -38,7 +38,7 @@ class Stream(asyncio.Protocol):
                  "length", "seen", "count", "dupes", "last_seq", "disorder", "ended", "terminal",
                  "error", "transport", "body_done", "finished", "lat")
 
-    def __init__(self, run: "Run", index: int):
+    def __init__(self, run: Run, index: int):
         self.run = run
         self.index = index
         self.t_start = time.monotonic_ns()
@@ -296,7 +296,7 @@ async def main_async(args) -> dict:
     deadline = t0 + args.ramp + args.chunks * args.interval_ms / 1000 + args.slack
     try:
         await asyncio.wait_for(run.all_done.wait(), max(0.1, deadline - loop.time()))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         for stream in run.streams:
             if not stream.finished:
                 stream.error = stream.error or f"timeout ({stream.count} chunks read)"

@@ -51,7 +51,8 @@ def _section(n: int) -> str:
         for item in range(5):
             parts.append(f"- **{_WORDS[(n + item) % len(_WORDS)]}**: {_words(n + item, 7)}\n")
             if item % 2 == 0:
-                parts.append(f"  1. {_words(n + item + 1, 5)}\n  2. `{_words(n, 1)}` then {_words(n + 2, 4)}\n")
+                parts.append(f"  1. {_words(n + item + 1, 5)}\n"
+                             f"  2. `{_words(n, 1)}` then {_words(n + 2, 4)}\n")
         parts.append("\n")
     elif kind == 3:
         parts.append("```javascript\n"
@@ -66,7 +67,8 @@ def _section(n: int) -> str:
                      "}\n"
                      "```\n\n"
                      "```bash\n"
-                     f"curl -N -H 'Content-Type: application/json' -d '{{\"message\": \"{_words(n, 2)}\"}}' "
+                     "curl -N -H 'Content-Type: application/json' "
+                     f"-d '{{\"message\": \"{_words(n, 2)}\"}}' "
                      "http://127.0.0.1:5000/chat\n"
                      "```\n\n")
     else:

@@ -52,7 +52,8 @@ def free_port() -> int:
 
 def procfile_command(app_dir: Path, port: int) -> list[str]:
     """The Procfile's web command, word for word, with $PORT filled in (as tests/conftest.py)."""
-    (line,) = [l for l in (app_dir / "Procfile").read_text().splitlines() if l.startswith("web:")]
+    lines = (app_dir / "Procfile").read_text().splitlines()
+    (line,) = [text for text in lines if text.startswith("web:")]
     words = shlex.split(line.removeprefix("web:").replace("$PORT", str(port)))
     words[0] = str(BIN / words[0])  # the gunicorn of this virtual environment
     return words
@@ -101,9 +102,11 @@ class Proc:
             if text in log:
                 return log
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{log[-3000:]}")
+                raise RuntimeError(
+                    f"{self.name} exited ({self.process.returncode}):\n{log[-3000:]}")
             time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not say {text!r} in {timeout} s:\n{self.log()[-3000:]}")
+        raise RuntimeError(
+            f"{self.name} did not say {text!r} in {timeout} s:\n{self.log()[-3000:]}")
 
     def stop(self, grace: float = 15.0) -> None:
         if self.process.poll() is None:
@@ -232,7 +235,7 @@ class TreeSampler:
         self.sample()
         return sum(self.cpu.values())
 
-    def start(self) -> "TreeSampler":
+    def start(self) -> TreeSampler:
         self.sample()
         self.peak_rss_kb = 0
         self._thread.start()
@@ -288,7 +291,8 @@ def start_app(app_dir: Path, upstream_port: int, instance: Path, log: Path,
 
 def start_naive(upstream_port: int, log: Path) -> tuple[Proc, int]:
     port = free_port()
-    env = clean_env({"NAIVE_UPSTREAM": f"http://127.0.0.1:{upstream_port}/v1", "NAIVE_PORT": str(port)})
+    env = clean_env({"NAIVE_UPSTREAM": f"http://127.0.0.1:{upstream_port}/v1",
+                     "NAIVE_PORT": str(port)})
     proc = Proc("naive relay", [PYTHON, str(BENCH / "naive_relay.py")], log, env=env)
     try:
         wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)

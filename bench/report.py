@@ -52,7 +52,8 @@ def _row(streams: int, name: str, r: dict, direct: dict | None) -> str:
     cpu = f"{r['server_cpu_s']:.1f}" if "server_cpu_s" in r else "—"
     peak = f"{r['peak_rss_kb'] / 1024:.0f}" if "peak_rss_kb" in r else "—"
     per = f"{r['rss_per_stream_kb']:.0f}" if "rss_per_stream_kb" in r else "—"
-    return (f"| {streams:,} | {name} | {r['completed']:,} / {r['failed']:,} | {r['chunks_lost']:,} | "
+    return (f"| {streams:,} | {name} | {r['completed']:,} / {r['failed']:,} | "
+            f"{r['chunks_lost']:,} | "
             f"{_ms(lat.get('p50'))} / {_ms(lat.get('p99'))} / {_ms(lat.get('max'))} | {added} | "
             f"{after} | {_ms(ttft.get('p50'))} / {_ms(ttft.get('p99'))} | {cpu} | {peak} | {per} |")
 
@@ -61,7 +62,8 @@ def _relay_section(results: dict) -> str:
     f = results["facts"]
     lines = [
         f"Measured {f['date']} on commit `{f['commit']}` ({f['commit_subject']})"
-        + (f", with uncommitted changes in {len(f['dirty_files'])} file(s)" if f["dirty_files"] else "")
+        + (f", with uncommitted changes in {len(f['dirty_files'])} file(s)"
+           if f["dirty_files"] else "")
         + f". Machine: {f['cpus']} cores ({f['cpu_model'] or 'unknown CPU'}), {f['memory']}, "
           f"Linux {f['kernel']}, Python {f['python']}; "
           + ", ".join(f"{k} {v}" for k, v in f["versions"].items()) + ".",
@@ -90,8 +92,9 @@ def _relay_section(results: dict) -> str:
         "",
         "*latency*: upstream write → client read of each chunk, over every chunk of every stream. "
         "*added*: the relay's (or naive relay's) percentile minus the direct reading's at the same "
-        "level. *after the ramp*: the same for chunks written from 1 s after the last stream was opened, "
-        "i.e. without the burst of stream set-ups. *TTFT*: client connect → first chunk read. *server CPU*: user + system seconds of "
+        "level. *after the ramp*: the same for chunks written from 1 s after the last stream was "
+        "opened, i.e. without the burst of stream set-ups. *TTFT*: client connect → first chunk "
+        "read. *server CPU*: user + system seconds of "
         "the gunicorn master and workers (or the naive process) during the level. *RSS per "
         "stream*: (peak summed RSS under load − idle RSS after warm-up) / the peak number of "
         "streams open at once (answered and not finished, as the client saw them; shown in the "
@@ -135,19 +138,22 @@ def relay_targets(results: dict) -> list[tuple[str, str, bool | None]]:
     a50, a99 = _added(relay, direct, "p50"), _added(relay, direct, "p99")
     if a50 is not None:
         out.append((f"added latency p50 ≤ {LATENCY_P50_BUDGET_MS:g} ms at {TARGET_LEVEL:,}",
-                    f"{a50:+.2f} ms ({relay['latency_ms']['p50']:.2f} vs {direct['latency_ms']['p50']:.2f})",
+                    f"{a50:+.2f} ms ({relay['latency_ms']['p50']:.2f} vs "
+                    f"{direct['latency_ms']['p50']:.2f})",
                     a50 <= LATENCY_P50_BUDGET_MS))
         out.append((f"added latency p99 ≤ {LATENCY_P99_BUDGET_MS:g} ms at {TARGET_LEVEL:,}",
-                    f"{a99:+.1f} ms ({relay['latency_ms']['p99']:.1f} vs {direct['latency_ms']['p99']:.1f})",
+                    f"{a99:+.1f} ms ({relay['latency_ms']['p99']:.1f} vs "
+                    f"{direct['latency_ms']['p99']:.1f})",
                     a99 <= LATENCY_P99_BUDGET_MS))
         s50 = _added(relay, direct, "p50", "steady_latency_ms")
         s99 = _added(relay, direct, "p99", "steady_latency_ms")
         if s50 is not None:
-            out.append((f"the same after the ramp (not the target, for insight)",
+            out.append(("the same after the ramp (not the target, for insight)",
                         f"p50 {s50:+.2f} ms, p99 {s99:+.1f} ms",
                         s50 <= LATENCY_P50_BUDGET_MS and s99 <= LATENCY_P99_BUDGET_MS))
     out.append((f"app memory ≤ {RSS_PER_STREAM_BUDGET_KB:g} KB per open stream at {TARGET_LEVEL:,}",
-                f"{relay['rss_per_stream_kb']:.0f} KB ({relay.get('peak_streaming', '?')} open at the peak)",
+                f"{relay['rss_per_stream_kb']:.0f} KB "
+                f"({relay.get('peak_streaming', '?')} open at the peak)",
                 relay["rss_per_stream_kb"] <= RSS_PER_STREAM_BUDGET_KB))
     return out
 
@@ -155,8 +161,8 @@ def relay_targets(results: dict) -> list[tuple[str, str, bool | None]]:
 def _longest(s: dict) -> str:
     if s["long_tasks"] == 0 and not s.get("traced_tasks"):
         return "none over 50 ms (no `longtask` entry)"
-    source = "trace" if s.get("longest_traced_task_ms", 0) >= s.get("longest_longtask_entry_ms", 0) \
-        else "`longtask` entry"
+    traced = s.get("longest_traced_task_ms", 0) >= s.get("longest_longtask_entry_ms", 0)
+    source = "trace" if traced else "`longtask` entry"
     return f"{s['longest_task_ms']:.0f} ms ({source})"
 
 
@@ -182,8 +188,10 @@ def _render_section(render: dict) -> str:
         f"| total of long tasks | {s['long_task_total_ms']:.0f} ms |",
         f"| scripting time (CDP ScriptDuration) | {s['script_s']:.2f} s |",
         f"| all main-thread task time (CDP TaskDuration) | {s['task_s']:.2f} s |",
-        f"| layout / style recalculation (CDP) | {s['layout_s']:.2f} s / {s['recalc_style_s']:.2f} s |",
-        f"| text characters in the message list at the end (markdown syntax rendered away) | {s['rendered_chars']:,} |",
+        f"| layout / style recalculation (CDP) | {s['layout_s']:.2f} s / "
+        f"{s['recalc_style_s']:.2f} s |",
+        "| text characters in the message list at the end (markdown syntax rendered away) | "
+        f"{s['rendered_chars']:,} |",
     ]
     if render.get("notes"):
         lines += ["", *render["notes"]]
@@ -221,9 +229,10 @@ def write(path: Path, generated: str) -> None:
                              generated, re.S):
         name = match.group(2)
         block = match.group(0)
-        pattern = re.compile(rf"<!-- bench:{re.escape(name)}:start[^>]*-->\n.*?\n<!-- bench:{re.escape(name)}:end -->", re.S)
+        pattern = re.compile(rf"<!-- bench:{re.escape(name)}:start[^>]*-->\n.*?\n"
+                             rf"<!-- bench:{re.escape(name)}:end -->", re.S)
         if pattern.search(current):
-            current = pattern.sub(lambda _: block, current)
+            current = pattern.sub(lambda _, block=block: block, current)
         else:
             current = current.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(current)

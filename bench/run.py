@@ -1,6 +1,7 @@
 """StreamDesk's benchmark: what the relay costs and how many streams one machine holds.
 
-  make bench                                   # all levels, naive relay, rendering; writes docs/benchmarks.md
+  make bench                                   # all levels, naive relay, rendering;
+                                               # writes docs/benchmarks.md
   .venv/bin/python bench/run.py --quick        # 10 and 100 streams only, no rendering
   .venv/bin/python bench/run.py --levels 10,500 --no-naive --no-render --no-write
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -197,7 +199,8 @@ def machine_facts(app_dir: Path) -> dict:
             pass
     return {"cpus": os.cpu_count(), "cpu_model": model, "memory": memory,
             "kernel": platform.release(), "python": platform.python_version(),
-            "commit": git("rev-parse", "--short", "HEAD"), "commit_subject": git("log", "-1", "--format=%s"),
+            "commit": git("rev-parse", "--short", "HEAD"),
+            "commit_subject": git("log", "-1", "--format=%s"),
             "app_dir": str(app_dir), "dirty_files": dirty, "versions": versions,
             "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
 
@@ -275,21 +278,23 @@ def main() -> None:
         for level in levels:
             row = {"streams": level}
             if not args.no_direct:
-                row["direct"] = measured(args, upstream, "direct", lambda: run_direct(
-                    args, level, upstream, upstream_port))
-            row["relay"] = measured(args, upstream, "relay", lambda: run_relay(
-                args, level, upstream, upstream_port, out, base_env))
+                row["direct"] = measured(args, upstream, "direct", functools.partial(
+                    run_direct, args, level, upstream, upstream_port))
+            row["relay"] = measured(args, upstream, "relay", functools.partial(
+                run_relay, args, level, upstream, upstream_port, out, base_env))
             if not args.no_naive:  # it collapses whatever else runs: measured once
-                row["naive"] = measured(args, upstream, "naive", lambda: run_naive(
-                    args, level, upstream, upstream_port, out), retries=0)
+                row["naive"] = measured(args, upstream, "naive", functools.partial(
+                    run_naive, args, level, upstream, upstream_port, out), retries=0)
             results["levels"].append(row)
             (out / "results.json").write_text(json.dumps(results, indent=1))
         for variant in variants:
             level_text, assignment = variant.split(":", 1)
             name, value = assignment.split("=", 1)
-            result = measured(args, upstream, f"{name}={value}", lambda: run_relay(
-                args, int(level_text), upstream, upstream_port, out, {**base_env, name: value},
-                tag=f"{name}-{value}"))
+            result = measured(
+                args, upstream, f"{name}={value}",
+                lambda level_text=level_text, name=name, value=value: run_relay(
+                    args, int(level_text), upstream, upstream_port, out,
+                    {**base_env, name: value}, tag=f"{name}-{value}"))
             results["variants"].append(result)
             (out / "results.json").write_text(json.dumps(results, indent=1))
     finally:

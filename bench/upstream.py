@@ -32,7 +32,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from markdown_doc import markdown_tokens  # noqa: E402
 
-_CHUNK_HEAD = (b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
+_CHUNK_HEAD = (b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk",'
+               b'"created":1700000000,'
                b'"model":"bench","choices":[{"index":0,"delta":{"content":')
 _CHUNK_TAIL = b'},"finish_reason":null}]}\n\n'
 _FINISH = (b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'

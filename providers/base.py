@@ -7,8 +7,8 @@ around it owns persistence, heartbeats and framing (the shape of simonw/llm's ``
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
 
 ROLES = ("user", "assistant")
 # Idle upstream connections a provider keeps for reuse, per worker. As many as the worker's
@@ -121,7 +121,7 @@ class Provider(abc.ABC):
         early must release the upstream connection at once, so the vendor stops generating.
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: most providers hold nothing to release)
         """Release pooled connections (called when the app shuts down)."""
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from .base import ModelEntry, ProviderSettings

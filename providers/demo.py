@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from .base import ChatRequest, Chunk, ModelEntry, Provider, Usage
 from .errors import ConfigurationError

@@ -13,21 +13,40 @@ import json
 import logging
 import re
 import time
-from typing import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
-from .base import (DEFAULT_MAX_CONNECTIONS, ROLES, ChatRequest, Chunk, Message, ModelEntry,
-                   Provider, ProviderSettings, Usage)
 from . import http
+from .base import (
+    DEFAULT_MAX_CONNECTIONS,
+    ROLES,
+    ChatRequest,
+    Chunk,
+    Message,
+    ModelEntry,
+    Provider,
+    ProviderSettings,
+    Usage,
+)
 from .config import Options
-from .errors import (AuthError, BadRequestError, ConfigurationError, ContentRefusedError,
-                     ModelNotFoundError, QuotaExceededError, RateLimitError,
-                     StreamInterruptedError, UpstreamError, UpstreamTimeoutError,
-                     UpstreamUnavailableError, redact)
 from .ernie_auth import TokenCache, shared_token_cache
+from .errors import (
+    AuthError,
+    BadRequestError,
+    ConfigurationError,
+    ContentRefusedError,
+    ModelNotFoundError,
+    QuotaExceededError,
+    RateLimitError,
+    StreamInterruptedError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    redact,
+)
 from .retry import RetryPolicy, retry_before_first_chunk
 from .sse import SSEDecoder
 
@@ -177,9 +196,10 @@ class ErnieProvider(Provider):
         payload = payload if isinstance(payload, dict) else {}
         token, expires_in = payload.get("access_token"), payload.get("expires_in")
         if isinstance(token, str) and token:
-            valid = isinstance(expires_in, (int, float)) and expires_in > 0
             log.info("%s: fetched an access token", self.name)
-            return token, float(expires_in) if valid else 2592000.0
+            if isinstance(expires_in, (int, float)) and expires_in > 0:
+                return token, float(expires_in)
+            return token, 2592000.0
         said = redact(str(payload.get("error_description") or payload.get("error") or ""),
                       self._secrets)
         rejected = payload.get("error") in ("invalid_client", "unauthorized_client")

@@ -11,7 +11,7 @@ import logging
 import re
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import ProviderError
 

@@ -8,20 +8,37 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
-
-from .base import (DEFAULT_MAX_CONNECTIONS, ChatRequest, Chunk, ModelEntry, Provider,
-                   ProviderSettings, Usage)
 from . import http
+from .base import (
+    DEFAULT_MAX_CONNECTIONS,
+    ChatRequest,
+    Chunk,
+    ModelEntry,
+    Provider,
+    ProviderSettings,
+    Usage,
+)
 from .config import Options
-from .errors import (AuthError, BadRequestError, ContextLengthError, ModelNotFoundError,
-                     ProviderError, QuotaExceededError, RateLimitError, StreamInterruptedError,
-                     UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError, redact)
+from .errors import (
+    AuthError,
+    BadRequestError,
+    ContextLengthError,
+    ModelNotFoundError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitError,
+    StreamInterruptedError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    redact,
+)
 from .retry import RetryPolicy, retry_before_first_chunk
 from .sse import SSEDecoder
 

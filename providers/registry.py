@@ -6,7 +6,7 @@ own environment variables, then the offline demo, which is always there.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from . import demo, ernie, openai_compat, spark
 from .base import ModelInfo, Provider

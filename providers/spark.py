@@ -14,18 +14,29 @@ import json
 import logging
 import ssl
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import websocket
 
 from .base import ROLES, ChatRequest, Chunk, Message, ModelEntry, Provider, ProviderSettings, Usage
 from .config import Options
-from .errors import (BadRequestError, ConfigurationError, ContentRefusedError, ContextLengthError,
-                     ProviderError, QuotaExceededError, RateLimitError, StreamInterruptedError,
-                     UpstreamError, UpstreamTimeoutError, UpstreamUnavailableError, redact)
+from .errors import (
+    BadRequestError,
+    ConfigurationError,
+    ContentRefusedError,
+    ContextLengthError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitError,
+    StreamInterruptedError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    redact,
+)
 from .retry import RetryPolicy, retry_before_first_chunk
 from .spark_auth import connect, sign_url, verified_tls_context
 
@@ -241,11 +252,11 @@ def _build(options: Options) -> SparkProvider:
     if version is not None and domain != version.domain:
         raise options.fail("domain", f"{domain!r} does not match the URL {url!r}, which serves "
                                      f"{version.domain!r}; Spark rejects the mismatch")
-    known = BY_DOMAIN.get(domain) or Version(domain, f"Spark {domain}")
+    described = BY_DOMAIN.get(domain) or Version(domain, f"Spark {domain}")
     model = None
     if options.settings.options.get("models") is not None:
-        entries = options.models(labels={domain: known.label},
-                                 context_tokens={domain: known.context_tokens})
+        entries = options.models(labels={domain: described.label},
+                                 context_tokens={domain: described.context_tokens})
         if len(entries) != 1 or entries[0].name != domain:
             raise options.fail("models", f"must list exactly this table's domain {domain!r} "
                                          "(one table per Spark version)")

@@ -17,9 +17,17 @@ from urllib.parse import urlencode, urlsplit
 
 import websocket
 
-from .errors import (AuthError, ConfigurationError, ModelNotFoundError, ProviderError,
-                     RateLimitError, UpstreamError, UpstreamTimeoutError,
-                     UpstreamUnavailableError, redact)
+from .errors import (
+    AuthError,
+    ConfigurationError,
+    ModelNotFoundError,
+    ProviderError,
+    RateLimitError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    redact,
+)
 
 log = logging.getLogger(__name__)
 

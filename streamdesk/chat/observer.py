@@ -19,7 +19,8 @@ class ReplyObserver:
         self.provider, self.model_id = provider, model_id
         self.request_id, self.user, self.message_id = request_id, user, message_id
         self.prompt = prompt  # only when the operator turned content logging on
-        self.started_at = self.first_token_at = None
+        self.started_at = 0.0
+        self.first_token_at: float | None = None
 
     def started(self) -> None:
         self.started_at = time.monotonic()

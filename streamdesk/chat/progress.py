@@ -20,7 +20,7 @@ import gevent
 
 log = logging.getLogger(__name__)
 
-_savers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_savers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 ROWS_PER_WRITE = 200  # bounds the strings held at once, and each blocking write
 
 
@@ -32,7 +32,7 @@ class ProgressSaver:
         self.flusher = None
 
     @classmethod
-    def for_store(cls, store, interval: float) -> "ProgressSaver":
+    def for_store(cls, store, interval: float) -> ProgressSaver:
         saver = _savers.get(store)
         if saver is None or saver.interval != interval:
             saver = _savers[store] = cls(store, interval)

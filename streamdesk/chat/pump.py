@@ -14,14 +14,17 @@ which ``python app.py`` also runs) monkey-patches before the app is imported.
 from __future__ import annotations
 
 import time
-from typing import Iterator, TypeVar
+from collections.abc import Generator, Iterator
+from typing import Any, TypeVar
 
 import gevent
 from gevent.queue import Queue
 
 T = TypeVar("T")
 
-SILENCE = object()  # yielded whenever the upstream has been silent for a whole interval
+# Yielded whenever the upstream has been silent for a whole interval. Typed Any so the items
+# keep their own type for the reader, who tests ``item is SILENCE`` first.
+SILENCE: Any = object()
 _END = object()
 
 
@@ -32,7 +35,7 @@ class _Failure:
         self.error = error
 
 
-def with_heartbeats(items: Iterator[T], interval: float) -> Iterator[T | object]:
+def with_heartbeats(items: Iterator[T], interval: float) -> Generator[T, None, None]:
     """``items``, read on their own greenlet, with SILENCE wherever they paused ``interval``."""
     queue: Queue = Queue(maxsize=64)  # bounded: a slow browser slows the reader, not memory
     loop = gevent.get_hub().loop

@@ -12,8 +12,8 @@ is saved as ``interrupted`` and the client is told so while it still can.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from gevent import GreenletExit
 

@@ -9,17 +9,21 @@ Fixed windows only: that is all this storage offers, and all StreamDesk uses.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import cast
 
 from limits.storage import Storage
-from sqlalchemy import case, delete, select
+from sqlalchemy import Table, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .tables import RateLimitRow
 
-_table = RateLimitRow.__table__
-_UPSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_table = cast(Table, RateLimitRow.__table__)
+# Both dialects spell an upsert the same way: INSERT ... ON CONFLICT DO UPDATE.
+_UPSERT: dict[str, Callable[[Table], postgresql.Insert | sqlite.Insert]] = {
+    "postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 class DatabaseLimitStorage(Storage):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # A reply touched by nobody for this long lost its process (SIGKILL, OOM, power): it reads as
 # interrupted. Live relays touch their row at least every heartbeat (at most 15 s).
@@ -49,7 +49,7 @@ class StoredMessage:
 
 def utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; we only ever store UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def effective_status(status: str, updated_at: datetime | None, now: datetime) -> ReplyStatus:

@@ -11,15 +11,21 @@ in the query itself, so no caller can forget it. Reads return frozen records (``
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import CursorResult, Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from providers import Message, Usage
 
 from .engine import make_engine
-from .records import (STALE_STREAMING_SECONDS, Conversation, ReplyStatus, StoredMessage,
-                      effective_status)
+from .records import (
+    STALE_STREAMING_SECONDS,
+    Conversation,
+    ReplyStatus,
+    StoredMessage,
+    effective_status,
+)
 from .schema import migrate
 from .tables import SETTINGS_FIELDS, ConversationRow, MessageRow, now
 
@@ -90,7 +96,8 @@ class Store:
             owned = ConversationRow.id == conversation_id, ConversationRow.user_id == user_id
             if not values:
                 return db.scalar(select(ConversationRow.id).where(*owned)) is not None
-            return db.execute(update(ConversationRow).where(*owned).values(**values)).rowcount == 1
+            result = db.execute(update(ConversationRow).where(*owned).values(**values))
+            return cast(CursorResult, result).rowcount == 1
 
     def delete_conversation(self, user_id: str, conversation_id: str) -> bool:
         with Session(self.engine) as db, db.begin():
@@ -160,7 +167,7 @@ class Store:
         no longer ``streaming`` are left alone (their finish_turn has the last word).
         Core, not an ORM Session: this runs for every open reply every save interval, and
         blocks the worker's event loop while it runs."""
-        table = MessageRow.__table__
+        table = cast(Table, MessageRow.__table__)
         statement = (update(table)
                      .where(table.c.id == bindparam("b_id"),
                             table.c.status == ReplyStatus.STREAMING)

@@ -7,8 +7,8 @@ layer with plain values and encode what comes back. Who may call each view is de
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from cachelib.file import FileSystemCache
 from flask import Flask

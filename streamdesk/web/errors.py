@@ -45,10 +45,12 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        response = json_error(error.code or 500, _HTTP_CODES.get(error.code, "http_error"),
+        status = error.code or 500
+        response = json_error(status, _HTTP_CODES.get(status, "http_error"),
                               error.description or error.name)
-        if error.code == 405 and getattr(error, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(error.valid_methods)
+        allowed = getattr(error, "valid_methods", None)  # only on 405
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     @app.errorhandler(Exception)

@@ -98,8 +98,8 @@ def check_access_code(code: str) -> bool:
 
 
 def admit_with_access_code() -> None:
-    _sign_in(session.get("uid") if session.get("kind") == "access_code"
-             else "code:" + secrets.token_urlsafe(18), "access_code")
+    returning = session.get("uid") if session.get("kind") == "access_code" else None
+    _sign_in(returning or "code:" + secrets.token_urlsafe(18), "access_code")
 
 
 def identity_kind() -> str:
@@ -113,5 +113,5 @@ def _sign_in(user_id: str, kind: str) -> None:
         session.permanent = True
         # A new identity gets a new session id, so a session id planted before sign-in
         # (session fixation) is worthless afterwards.
-        current_app.session_interface.regenerate(session)
+        current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
     g.user_id = user_id

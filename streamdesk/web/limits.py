@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from functools import wraps
+from typing import cast
 
 from flask import Flask, current_app
 from limits import RateLimitItem, parse, parse_many
@@ -50,8 +51,9 @@ class RateLimits:
 
 
 def init_app(app: Flask, settings: Settings, engine) -> None:
+    storage: Storage
     if settings.redis_url:
-        storage = storage_from_string(settings.redis_url)
+        storage = cast(Storage, storage_from_string(settings.redis_url))  # redis://: not async
     else:
         storage = DatabaseLimitStorage(engine=engine)
     app.extensions["streamdesk.limits"] = RateLimits(settings, storage)

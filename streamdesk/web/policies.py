@@ -11,7 +11,8 @@ browser) unless it says otherwise:
 from __future__ import annotations
 
 import enum
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from flask import current_app, request
 

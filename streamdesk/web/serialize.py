@@ -12,8 +12,9 @@ def iso(moment: datetime) -> str:
 
 
 def conversation_json(conversation: Conversation, *, settings: bool = False) -> dict:
-    data = {"id": conversation.id, "title": conversation.title, "model": conversation.model,
-            "updated_at": iso(conversation.updated_at)}
+    data: dict[str, object] = {"id": conversation.id, "title": conversation.title,
+                               "model": conversation.model,
+                               "updated_at": iso(conversation.updated_at)}
     if settings:
         data["settings"] = conversation.settings
     return data

@@ -4,7 +4,7 @@ can end early). The page reads it with ``static/sse.js``."""
 from __future__ import annotations
 
 import json
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from ..chat.events import Delta, Done, Event, Failed, Heartbeat, Meta, UsageReport
 
@@ -12,7 +12,7 @@ PING = b": ping\n\n"
 
 # One encoder for every event: json.dumps with options builds a new JSONEncoder per call.
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_json_string = json.encoder.encode_basestring  # type: ignore[attr-defined]  # the C encoder
+_json_string = json.encoder.encode_basestring  # the C encoder of one string
 
 
 def encode(event: str, data: dict) -> bytes:

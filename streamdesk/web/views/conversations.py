@@ -60,6 +60,8 @@ def update_conversation(conversation_id: str):
     if not app.store.update_conversation(user_id, conversation_id, title=title, settings=settings):
         raise _not_found()
     conversation = app.store.get_conversation(user_id, conversation_id)
+    if conversation is None:  # deleted in another tab meanwhile
+        raise _not_found()
     return jsonify(conversation_json(conversation, settings=True))
 
 

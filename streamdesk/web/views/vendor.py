@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, send_from_directory, url_for
@@ -50,7 +50,7 @@ def _node_modules() -> Path:
     return Path(current_app.root_path) / "node_modules"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _installed_version(package_json: Path) -> str | None:
     try:
         return json.loads(package_json.read_text(encoding="utf-8"))["version"]
@@ -69,7 +69,7 @@ def _allowed(package: Package, path: str) -> bool:
         return True
     folder, _, name = path.rpartition("/")
     suffixes = package.folders.get(folder)
-    return bool(suffixes) and bool(_FILE_NAME.match(name)) and name.endswith(suffixes)
+    return suffixes is not None and bool(_FILE_NAME.match(name)) and name.endswith(suffixes)
 
 
 @bp.get("/<name>/<version>/<path:path>")
