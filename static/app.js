@@ -15,7 +15,8 @@ import { loadRenderer } from "./render.js";
 import { AutoScroll } from "./scroll.js";
 import { EMPTY_SETTINGS, SettingsDialog, fillModelPicker, hasModel, showCustomised } from "./settings.js";
 import { Sidebar, confirmDialog, deleteTexts } from "./sidebar.js";
-import { StatusLine } from "./status.js";
+import { STATUS } from "./status.js";
+import { StatusLine } from "./statusline.js";
 import { initTheme } from "./theme.js";
 
 const $ = (id) => document.getElementById(id);
@@ -32,7 +33,7 @@ const state = {
   conversation: null, // {id, title, settings} of the open conversation; null: a new chat
   draft: { ...EMPTY_SETTINGS }, // settings chosen for a new chat, sent with its first message
   controller: null, // the AbortController of the reply being written
-  syncing: Promise.resolve(), // learning the ids of the last turn's messages
+  syncing: Promise.resolve(), // learning the last turn's ids when its stream never announced them
 };
 const busy = () => state.controller !== null;
 
@@ -55,9 +56,15 @@ const sayText = (text) => status.text(text);
 
 const summary = ({ id, title, settings }) => ({ id, title, settings: { ...EMPTY_SETTINGS, ...settings } });
 
+/** Reload the conversation list; the open conversation's title comes from it too. */
 async function refreshList() {
   const { conversations } = await api.listConversations();
   sidebar.setConversations(conversations);
+  const open = state.conversation && conversations.find((c) => c.id === state.conversation.id);
+  if (open && open.title !== state.conversation.title) {
+    state.conversation.title = open.title;
+    showHeader();
+  }
 }
 
 function showHeader() {
@@ -109,7 +116,7 @@ async function openConversation(id, { refresh = false } = {}) {
   scroller.toBottom();
   // A reply still being written (in another tab, or stopped and not yet saved as such):
   // look again until it settles.
-  if (conversation.messages.some((m) => m.status === "streaming")) {
+  if (conversation.messages.some((m) => m.status === STATUS.STREAMING)) {
     setTimeout(() => {
       if (state.conversation?.id === id && !busy()) openConversation(id, { refresh: true });
     }, SETTLE_POLL_MS);
@@ -184,11 +191,15 @@ async function send(text, { editId = null } = {}) {
 
   state.controller = new AbortController();
   setBusy(true);
+  let announced = false; // meta gave both messages their ids
   try {
     const status = await streamReply({
       payload, reply, signal: state.controller.signal,
       onMeta: (meta) => {
+        // The ids the server saved this turn under: edit and regenerate need them.
+        if (meta.user_message_id) user.element.dataset.id = meta.user_message_id;
         reply.element.dataset.id = meta.message_id;
+        announced = Boolean(meta.user_message_id && meta.message_id);
         if (!state.conversation) {
           state.conversation = { id: meta.conversation_id, title: text.slice(0, 60), settings: state.draft };
           showHeader();
@@ -196,7 +207,7 @@ async function send(text, { editId = null } = {}) {
         }
       },
     });
-    say(status === "complete" ? "status.done" : null);
+    say(status === STATUS.COMPLETE ? "status.done" : null);
   } catch (error) {
     // Refused before streaming (a check or a limit): nothing was saved, so nothing is shown.
     user.element.remove();
@@ -209,8 +220,17 @@ async function send(text, { editId = null } = {}) {
     state.controller = null;
     setBusy(false);
   }
-  state.syncing = syncWithServer();
-  await state.syncing;
+  if (announced) {
+    try {
+      await refreshList(); // the list's order and the title; the messages are already right
+    } catch (error) {
+      sayText(error.message);
+    }
+  } else {
+    // The stream broke before meta (e.g. stopped at once): ask the server what it kept.
+    state.syncing = syncWithServer();
+    await state.syncing;
+  }
   return true;
 }
 
@@ -229,7 +249,7 @@ function removeFrom(id) {
   }
 }
 
-/** After a turn: learn the new messages' ids (edit and regenerate need them) and the title. */
+/** After a turn whose stream never said its ids: learn them (edit and regenerate need them). */
 async function syncWithServer() {
   if (!state.conversation) return;
   try {
@@ -278,7 +298,7 @@ ui.messages.addEventListener("click", async (event) => {
   const { action } = button.dataset;
   if (action === "copy-code") return copyFrom(button, button.closest(".codeblock").querySelector("code").textContent);
   if (action === "copy") return copyFrom(button, viewOf(article).text);
-  await state.syncing; // a click right after a reply ends waits for the messages' ids
+  await state.syncing; // a click right after a reply without meta waits for the messages' ids
   if (busy()) say("status.busy");
   else if (action === "edit" && article.dataset.id && !article.querySelector(".edit-form")) {
     openEditor(article, (text) => send(text, { editId: article.dataset.id }));

@@ -3,12 +3,14 @@
 // Time to first token runs from sending to the first delta (reasoning counts: the model has
 // started). Tokens per second divide the completion tokens (from usage, else estimated from the
 // text) by the time between the first and the last delta.
+//
+// The final status is the one the server saved, sent in `done`. Only a stream that broke before
+// `done` is judged here: Stop is cancelled, a network failure an error, an end without `done`
+// an interruption.
 
 import { ApiError, streamChat } from "./api.js";
 import { estimateTokens } from "./messages.js";
-
-// Errors after which the server saves the reply as interrupted rather than failed.
-const INTERRUPTIONS = new Set(["interrupted", "server_stopping"]);
+import { STATUS } from "./status.js";
 
 /**
  * Stream one reply into `reply` (an AssistantMessage). Resolves with the final status once the
@@ -23,7 +25,8 @@ export async function streamReply({ payload, reply, signal, onMeta }) {
   let error = null;
   let finishReason = null;
   let meta = null;
-  let status;
+  let done = null;
+  let broke = null;
   try {
     for await (const { event, data } of streamChat(payload, signal)) {
       if (event === "meta") {
@@ -39,19 +42,25 @@ export async function streamReply({ payload, reply, signal, onMeta }) {
       } else if (event === "error") {
         error = data;
       } else if (event === "done") {
+        done = data;
         finishReason = data.finish_reason;
       }
     }
-    if (error) status = INTERRUPTIONS.has(error.code) ? "interrupted" : "error";
-    else status = finishReason === null ? "interrupted" : "complete";
   } catch (failure) {
     if (failure instanceof ApiError && !meta) throw failure;
-    if (failure.name === "AbortError") {
-      status = "cancelled";
-    } else {
-      status = "error";
-      error = { code: "network", message: failure.message };
-    }
+    broke = failure;
+  }
+  let status;
+  if (done) {
+    // Exactly as the server saved it (a server from before `status` only said whether it failed).
+    status = done.status ?? (error ? STATUS.ERROR : STATUS.COMPLETE);
+  } else if (broke?.name === "AbortError") {
+    status = STATUS.CANCELLED;
+  } else if (broke) {
+    status = STATUS.ERROR;
+    error = { code: "network", message: broke.message };
+  } else {
+    status = STATUS.INTERRUPTED; // the stream ended without done
   }
   reply.setStatus(status, { error, finishReason });
   const tokens = usage?.completion_tokens || estimateTokens(reply.text + reply.reasoningText);

@@ -2,6 +2,8 @@
 // server keeps (ids, statuses, reasoning, usage, settings). Built in the browser and saved
 // through a download link; nothing leaves the machine.
 
+import { STATUS } from "./status.js";
+
 export function conversationToMarkdown(conversation) {
   const lines = [`# ${conversation.title}`, ""];
   const { system } = conversation.settings || {};
@@ -16,7 +18,7 @@ export function conversationToMarkdown(conversation) {
       lines.push(...message.reasoning.split("\n").map((line) => `> ${line}`), "");
     }
     lines.push(message.content, "");
-    if (message.status && message.status !== "complete") {
+    if (message.status && message.status !== STATUS.COMPLETE) {
       const why = message.error?.message ? `: ${message.error.message}` : "";
       lines.push(`_(${message.status}${why})_`, "");
     }

@@ -7,6 +7,7 @@ import { icon } from "./icons.js";
 import { tr } from "./i18n.js";
 import { sendsOnEnter } from "./keys.js";
 import { LiveMarkdown } from "./live.js";
+import { STATUS } from "./status.js";
 
 const views = new WeakMap(); // article element -> its UserMessage or AssistantMessage
 
@@ -73,7 +74,7 @@ export class AssistantMessage {
     element.append(this.footer);
     container.append(element);
     views.set(element, this);
-    this.setStatus("streaming");
+    this.setStatus(STATUS.STREAMING);
   }
 
   /** A saved message, rendered once. */
@@ -81,11 +82,11 @@ export class AssistantMessage {
     const view = new AssistantMessage(container, { id: message.id }, options);
     if (message.reasoning) view.appendReasoning(message.reasoning);
     view.markdown.text = message.content || "";
-    if (message.status === "streaming") {
+    if (message.status === STATUS.STREAMING) {
       // Still being written (in another tab, or just stopped and not yet saved as such): what
       // was saved so far, with a note; the page looks again until it settles.
       view.markdown.finish();
-      view.showNote("streaming", null, null);
+      view.showNote(STATUS.STREAMING, null, null);
     } else {
       view.setStatus(message.status, { error: message.error, finishReason: message.finish_reason });
     }
@@ -122,12 +123,12 @@ export class AssistantMessage {
     this.element.dataset.status = status;
     // Screen readers hold back a live region's changes while it is busy, then read the reply
     // once, instead of announcing every fragment. It stays busy until all of it is rendered.
-    if (status === "streaming") {
+    if (status === STATUS.STREAMING) {
       this.element.setAttribute("aria-busy", "true");
       return;
     }
     this.markdown.finish().then(() => this.element.setAttribute("aria-busy", "false"));
-    if (status === "complete" && finishReason !== "length") return;
+    if (status === STATUS.COMPLETE && finishReason !== "length") return;
     this.showNote(status, error, finishReason);
   }
 
@@ -136,7 +137,7 @@ export class AssistantMessage {
     row.className = "note-row";
     const note = document.createElement("small");
     note.className = "note";
-    if (error || status === "error") {
+    if (error || status === STATUS.ERROR) {
       const code = error?.code || "internal";
       const reason = document.createElement("span");
       tr(reason, `reason.${code}`, null, "textContent", "reason.internal");
@@ -151,7 +152,7 @@ export class AssistantMessage {
       tr(note, finishReason === "length" ? "status.length" : `status.${status}`);
     }
     row.append(note);
-    if (status !== "complete" && status !== "streaming") {
+    if (status !== STATUS.COMPLETE && status !== STATUS.STREAMING) {
       const retry = document.createElement("button");
       retry.type = "button";
       retry.className = "retry";

@@ -1,4 +1,4 @@
-// Reading a text/event-stream body, the browser's mirror of streamdesk/sse.py.
+// Reading a text/event-stream body, the browser's mirror of providers/sse.py.
 //
 // Network reads split the stream anywhere: inside a UTF-8 character, inside a line, between
 // the CR and LF of one line break. So bytes are decoded with {stream: true} (a partial
