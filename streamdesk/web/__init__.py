@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cachelib.file import FileSystemCache
-from flask import Flask
+from flask import Flask, send_from_directory
 from flask_session import Session as ServerSideSessions
 
 from providers import Registry, build_registry
@@ -37,7 +37,9 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
     store = Store(settings.database_url)
     store.migrate()
 
-    app = Flask("streamdesk", root_path=str(PROJECT_ROOT), instance_path=settings.instance_path)
+    # The static route is added below, so that it too says who may call it.
+    app = Flask("streamdesk", root_path=str(PROJECT_ROOT), instance_path=settings.instance_path,
+                static_folder=None)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -59,13 +61,17 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
     cli.init_app(app)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
-    app.view_functions["static"] = no_identity(_static_file(app))
+    app.add_url_rule("/static/<path:filename>", endpoint="static", view_func=_static_files(app))
     return app
 
 
-def _static_file(app: Flask):
+def _static_files(app: Flask):
+    static_folder = PROJECT_ROOT / "static"
+
+    @no_identity
     def static(filename: str):
-        return app.send_static_file(filename)
+        return send_from_directory(static_folder, filename,
+                                   max_age=app.get_send_file_max_age(filename))
     return static
 
 
