@@ -59,7 +59,7 @@ class AppServer:
         self.listening = threading.Event()
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "AppServer":
+    def start(self) -> AppServer:
         self.process = subprocess.Popen(procfile_command(self.port), cwd=ROOT, env=self.env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True)

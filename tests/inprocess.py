@@ -21,18 +21,20 @@ def fake() -> FakeProvider:
 
 
 @pytest.fixture
-def make_app(tmp_path_factory, fake):
+def make_app(tmp_path_factory, fake, caplog):
     """``make_app(**variables)``: an app on its own SQLite file, with the fake provider (ids
-    ``fake/model``) and the demo, configured by nothing but ``variables``."""
+    ``fake/model``) and the demo, configured by nothing but ``variables``. A test that made
+    the app answer with a bug of ours (a 500, logged with its traceback) fails."""
     def make(*providers, **variables):
         instance = tmp_path_factory.mktemp("instance")
         registry = Registry([*(providers or (fake,)), DemoProvider(0)],
                             variables.pop("DEFAULT_MODEL", None))
         app = create_app({"INSTANCE_PATH": str(instance), "SECRET_KEY": "in-process-secret",
                           **variables}, registry=registry, environ={})
-        app.testing = True
         return app
-    return make
+    yield make
+    bugs = [r for r in caplog.records if r.name == "streamdesk.web.errors"]
+    assert not bugs, bugs[0].getMessage() + "\n" + (bugs[0].exc_text or "")
 
 
 @pytest.fixture

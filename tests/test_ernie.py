@@ -21,9 +21,21 @@ from providers.errors import ConfigurationError, ProviderError
 from providers.history import estimate_tokens
 from providers.retry import RetryPolicy
 from streamdesk.chat.turn import fit_history
-from tests.standins.ernie_server import (API_KEY, CHAT_PREFIX, DEFAULT_REPLY, SECRET_KEY,
-                                         TOKEN_PATH, ErnieStandIn, cut, endless, error, gateway,
-                                         refuse, reply, stall)
+from tests.standins.ernie_server import (
+    API_KEY,
+    CHAT_PREFIX,
+    DEFAULT_REPLY,
+    SECRET_KEY,
+    TOKEN_PATH,
+    ErnieStandIn,
+    cut,
+    endless,
+    error,
+    gateway,
+    refuse,
+    reply,
+    stall,
+)
 
 U, A = "user", "assistant"
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import signal
 
+import requests
+
 from providers.sse import SSEDecoder
 from streamdesk.store import Store
 from tests.conftest import AppServer
-
-import requests
 
 
 def test_a_reply_that_ends_within_the_grace_period_completes_normally(fresh_upstream,

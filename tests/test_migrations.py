@@ -2,7 +2,7 @@
 with nothing lost, on SQLite and on PostgreSQL, and the models match the newest migration."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from streamdesk.store.engine import make_engine
 from streamdesk.store.schema import current_revision, head_revision
 from streamdesk.store.tables import Base
 
-EARLIER = datetime(2026, 1, 1, tzinfo=timezone.utc)
+EARLIER = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def legacy_metadata(*, first_release: bool = False) -> sa.MetaData:

@@ -88,7 +88,7 @@ def test_nginx_compresses_the_page_assets_but_never_the_stream(nginx):
     stream = requests.post(f"{nginx}/chat", json={"message": "hi"}, timeout=30,
                            headers={"Accept-Encoding": "gzip"})
     assert stream.status_code == 200 and "Content-Encoding" not in stream.headers
-    assert stream.text.rstrip().endswith('data: {"finish_reason":"stop"}')
+    assert stream.text.rstrip().endswith('data: {"finish_reason":"stop","status":"complete"}')
 
 
 def test_request_id_from_nginx_reaches_the_app_and_comes_back(nginx):

@@ -22,8 +22,16 @@ from providers.config import load_config_file
 from providers.retry import NO_RETRIES, RetryPolicy
 from providers.spark_auth import sign_url
 from streamdesk.chat.turn import fit_history
-from tests.standins.spark_server import (Drop, FrameError, HangHandshake, Refuse, Reply,
-                                         Silent, SparkStandIn, Stall)
+from tests.standins.spark_server import (
+    Drop,
+    FrameError,
+    HangHandshake,
+    Refuse,
+    Reply,
+    Silent,
+    SparkStandIn,
+    Stall,
+)
 
 APP_ID, API_KEY, API_SECRET = "app-0001", "key-0123456789abcdef", "secret-fedcba9876543210"
 FAST_RETRY = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.002)

@@ -1,7 +1,7 @@
 """The conversation store on a real SQLite file: records out, owners checked."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
@@ -24,7 +24,7 @@ def test_a_reply_abandoned_by_a_dead_process_reads_as_interrupted(store):
     assert store.conversation_messages("alice", conversation.id)[1].status == "streaming"
     with store.engine.begin() as connection:  # what a SIGKILLed worker leaves behind
         connection.execute(update(MessageRow).where(MessageRow.id == reply_id).values(
-            updated_at=datetime.now(timezone.utc) - timedelta(minutes=5)))
+            updated_at=datetime.now(UTC) - timedelta(minutes=5)))
     reply = store.conversation_messages("alice", conversation.id)[1]
     assert reply.status is ReplyStatus.INTERRUPTED and reply.content == "half an ans"
     assert [m.content for m in store.history(conversation.id)] == ["question", "half an ans"]

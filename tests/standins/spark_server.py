@@ -18,10 +18,10 @@ import re
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler
-from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from . import LoopbackHTTPServer

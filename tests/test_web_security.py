@@ -1,0 +1,115 @@
+"""Browser-facing hardening in process: security headers, cross-site requests refused, CORS
+only when configured. (That keys never reach a page, an answer, an error or the log is checked
+against the real server's log in test_security.py.)"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.inprocess import events_of
+
+PORTAL = "https://portal.example.com"
+DONE = ("done", {"finish_reason": "stop", "status": "complete"})
+
+
+def test_security_headers_on_every_answer(client):
+    for path, status in (("/", 200), ("/api/models", 200), ("/static/style.css", 200),
+                         ("/nope", 404)):
+        response = client.get(path)
+        assert response.status_code == status, path
+        headers = response.headers
+        policy = headers["Content-Security-Policy"]
+        assert "script-src 'self';" in policy and "unsafe-inline" not in policy.split(
+            "style-src-attr")[0]
+        assert "frame-ancestors 'none'" in policy and "object-src 'none'" in policy
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "same-origin"
+        assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_frame_ancestors_is_the_operators_choice(make_app):
+    headers = make_app(FRAME_ANCESTORS=PORTAL).test_client().get("/").headers
+    assert f"frame-ancestors {PORTAL}" in headers["Content-Security-Policy"]
+    assert "X-Frame-Options" not in headers
+
+
+def test_the_page_has_no_inline_script(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page) == []  # every script is a file
+    assert re.search(r"\son[a-z]+\s*=", page) is None  # no inline event handlers
+
+
+@pytest.mark.parametrize("headers, body, status, code", [
+    # A cross-site HTML form: urlencoded, foreign Origin.
+    ({"Origin": "https://evil.example", "Content-Type": "application/x-www-form-urlencoded"},
+     b"message=hi", 403, "cross_site"),
+    # fetch() with text/plain skips the CORS preflight: still refused for its type.
+    ({"Content-Type": "text/plain"}, b'{"message": "hi"}', 415, "unsupported_media_type"),
+    ({"Origin": "https://evil.example", "Content-Type": "text/plain"}, b'{"message": "hi"}',
+     403, "cross_site"),
+    # JSON with a foreign Origin (a misconfigured proxy or a malicious page with CORS hopes).
+    ({"Origin": "https://evil.example", "Content-Type": "application/json"},
+     b'{"message": "hi"}', 403, "cross_site"),
+    ({"Origin": "null", "Content-Type": "application/json"}, b'{"message": "hi"}', 403,
+     "cross_site"),
+    ({"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"},
+     b'{"message": "hi"}', 403, "cross_site"),
+])
+def test_cross_site_requests_are_refused(client, fake, headers, body, status, code):
+    client.get("/api/conversations")  # the victim has a session cookie
+    response = client.post("/chat", data=body, headers=headers)
+    assert response.status_code == status
+    assert response.json["error"]["code"] == code
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert fake.requests == []  # nothing reached the model
+    assert client.get("/api/conversations").json == {"conversations": []}
+
+
+def test_cross_site_delete_and_rename_are_refused(client):
+    events = events_of(client.post("/chat", json={"message": "keep me"}))
+    url = f"/api/conversations/{events[0][1]['conversation_id']}"
+    evil = {"Origin": "https://evil.example"}
+    for response in (client.delete(url, headers=evil),
+                     client.patch(url, json={"title": "x"}, headers=evil)):
+        assert response.status_code == 403 and response.json["error"]["code"] == "cross_site"
+    assert client.get(url).json["title"] == "keep me"
+
+
+def test_same_origin_requests_pass(client):
+    response = client.post("/chat", json={"message": "hi"},
+                           headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"})
+    assert response.status_code == 200
+    assert events_of(response)[-1] == DONE
+
+
+def test_no_cors_unless_configured(client):
+    response = client.options("/chat", headers={
+        "Origin": PORTAL, "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert "Access-Control-Allow-Methods" not in response.headers
+    answer = client.get("/api/models", headers={"Origin": PORTAL})
+    assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+def test_configured_cors_origin_is_allowed(make_app):
+    client = make_app(CORS_ORIGINS=PORTAL).test_client()
+    origin = {"Origin": PORTAL}
+    preflight = client.options("/chat", headers={
+        **origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "Content-Type"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == PORTAL
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+    response = client.post("/chat", json={"message": "hi"}, headers=origin)
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == PORTAL
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    assert events_of(response)[-1] == DONE
+    other = client.post("/chat", json={"message": "hi"},
+                        headers={"Origin": "https://other.example"})
+    assert other.status_code == 403 and other.json["error"]["code"] == "cross_site"
+    assert "Access-Control-Allow-Origin" not in other.headers
