@@ -78,6 +78,13 @@ def post_worker_init(worker):
     signal.signal(signal.SIGTERM, handle_term)
 
 
+def worker_exit(server, worker):
+    """Replies run on their own greenlets, which gunicorn does not wait for: wait for them,
+    since they are interrupted and saved before the master's deadline anyway."""
+    from streamdesk.chat import lifecycle
+    lifecycle.wait_for_replies(worker.cfg.graceful_timeout)
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
     multiprocess.mark_process_dead(worker.pid)

@@ -36,7 +36,8 @@ def free_port() -> int:
 
 def procfile_command(port: int) -> list[str]:
     """The Procfile's web command, word for word, with $PORT filled in."""
-    (line,) = [l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:")]
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    (line,) = [text for text in lines if text.startswith("web:")]
     words = shlex.split(line.removeprefix("web:").replace("$PORT", str(port)))
     words[0] = str(BIN / words[0])  # the gunicorn of this virtual environment
     return words
@@ -86,7 +87,8 @@ class AppServer:
         # gevent warns when it patches after ssl-using modules were imported: never here.
         assert "MonkeyPatchWarning" not in self.log, self.log[:5000]
         where = self.log.find("Traceback")
-        assert where == -1, "traceback in the server log:\n" + self.log[max(0, where - 300):where + 4000]
+        assert where == -1, ("traceback in the server log:\n"
+                             + self.log[max(0, where - 300):where + 4000])
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int:
         if self.process and self.process.poll() is None:
@@ -118,7 +120,7 @@ def app_server(upstream, tmp_path_factory):
     server = AppServer({
         "OPENAI_BASE_URL": upstream.url,
         "OPENAI_API_KEY": "sk-app-test-key-0123456789",
-        "OPENAI_MODELS": "echo,slow,hold,midstream-error,cut,status-401,reasoning",
+        "OPENAI_MODELS": "echo,slow,paced,hold,midstream-error,cut,status-401,reasoning",
         "DEFAULT_MODEL": "demo/offline",
         "HEARTBEAT_SECONDS": "0.3",
         "SAVE_INTERVAL_SECONDS": "0",
@@ -135,3 +137,28 @@ def read_events(response: requests.Response) -> list[tuple[str, dict]]:
     for data in response.iter_content(chunk_size=None):
         events += [(e.event, e.json()) for e in decoder.feed(data)]
     return events
+
+
+class EventStream:
+    """An SSE answer read bit by bit, keeping each event's id: (id, event, data)."""
+
+    def __init__(self, response: requests.Response):
+        self.response = response
+        self.reads = response.iter_content(chunk_size=None)
+        self.decoder = SSEDecoder()
+        self.events: list[tuple[int, str, dict]] = []
+
+    def read(self, until=None) -> list[tuple[int, str, dict]]:
+        """The events until ``until(events read by this call)`` holds, else to the end."""
+        start = len(self.events)
+        for data in self.reads:
+            for event in self.decoder.feed(data):
+                self.events.append((int(event.id), event.event, event.json()))
+            if until and until(self.events[start:]):
+                break
+        return self.events[start:]
+
+
+def deltas(events: list[tuple[int, str, dict]]) -> str:
+    """The reply text in events read by ``EventStream``."""
+    return "".join(data.get("text", "") for _, name, data in events if name == "delta")

@@ -27,6 +27,7 @@ class FakeProvider(Provider):
         self.replies: deque[list[ReplyPart]] = deque()
         self.requests: list[ChatRequest] = []
         self.closed = 0  # streams closed, finished or not
+        self.on_close = None  # called as the upstream "connection" closes
         self.reserve = reserve
 
     def enqueue(self, parts: Iterable[ReplyPart]) -> None:
@@ -59,3 +60,15 @@ class FakeProvider(Provider):
                 yield Chunk(finish_reason="stop")
         finally:
             self.closed += 1
+            if self.on_close is not None:
+                self.on_close()
+
+
+def start_turn(store, user_id: str, conversation_id: str, text: str,
+               model: str = "demo/offline", **options) -> tuple[str, str]:
+    """Save a question and an empty reply as a turn does; (user message id, reply id)."""
+    from streamdesk.store.tables import new_id
+    user_message_id, message_id = new_id(), new_id()
+    store.start_turn(user_id, conversation_id, text, model, user_message_id=user_message_id,
+                     message_id=message_id, owner="test-host:1", stream_index=None, **options)
+    return user_message_id, message_id

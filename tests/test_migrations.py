@@ -13,6 +13,7 @@ from streamdesk.store import ReplyStatus, Store
 from streamdesk.store.engine import make_engine
 from streamdesk.store.schema import current_revision, head_revision
 from streamdesk.store.tables import Base
+from tests.fakes import start_turn
 
 EARLIER = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -105,7 +106,7 @@ def assert_nothing_lost(store: Store, *, first_release: bool = False) -> None:
     assert (failed.status, failed.error_code, failed.content) == (ReplyStatus.ERROR,
                                                                   "rate_limited", "partial")
     # And the adopted database works like a new one.
-    _, reply_id = store.start_turn("c1", "again", "demo/offline")
+    _, reply_id = start_turn(store, "alice", "c1", "again")
     assert store.active_streams("alice") == 1
     store.finish_turn(reply_id, content="done", reasoning="", status=ReplyStatus.COMPLETE,
                       finish_reason="stop")
@@ -127,7 +128,7 @@ def database_url(request, tmp_path):
 def test_a_new_database_is_created_at_the_newest_revision(database_url):
     store = Store(database_url)
     store.migrate()
-    assert current_revision(store.engine) == head_revision() == "0001"
+    assert current_revision(store.engine) == head_revision() == "0002"
     assert schema_differences(store) == []
     store.migrate()  # at start-up every worker runs it: the second run changes nothing
     assert store.list_conversations("nobody") == []
@@ -159,9 +160,9 @@ def test_db_upgrade_runs_the_migrations_by_hand(tmp_path):
     result = subprocess.run([flask, "--app", "app", "db", "current"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "newest: 0001" in result.stdout
+    assert f"newest: {head_revision()}" in result.stdout
     result = subprocess.run([flask, "--app", "app", "db", "upgrade"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "schema at revision 0001" in result.stdout
+    assert f"schema at revision {head_revision()}" in result.stdout
     assert_nothing_lost(Store(url))

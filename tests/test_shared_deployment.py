@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 import requests
 
 from providers.sse import SSEDecoder
-from tests.conftest import AppServer, read_events
+from tests.conftest import AppServer, EventStream, deltas, read_events
+from tests.nginx import running_nginx
 
 SHARED_SECRET = "shared-deployment-test-secret"
 
@@ -127,3 +129,90 @@ def test_without_redis_the_database_counts_for_every_instance(postgres_url, upst
         for server in (a, b):
             server.stop()
             server.assert_clean_log()
+
+
+# -- replies across instances (Redis Streams and pub/sub) ------------------------------------
+
+Stream = EventStream
+
+
+@pytest.fixture(scope="module")
+def followed_instances(postgres_url, redis_url, upstream, tmp_path_factory):
+    servers = [start_instance(name, postgres_url, redis_url, upstream, tmp_path_factory,
+                              OPENAI_MODELS="paced,slow", DEFAULT_MODEL="openai/paced",
+                              HEARTBEAT_SECONDS="0.3")
+               for name in ("follow-a", "follow-b")]
+    yield servers
+    for server in servers:
+        server.stop()
+        server.assert_clean_log()
+
+
+def test_a_reply_written_on_one_instance_resumes_on_the_other_with_nothing_lost(
+        followed_instances, fresh_upstream):
+    a, b = followed_instances
+    with requests.Session() as browser:
+        stream = Stream(browser.post(f"{a.url}/chat", stream=True, timeout=30,
+                                     json={"message": "count", "model": "openai/paced"}))
+        first = stream.read(until=lambda e: sum(n == "delta" for _, n, _ in e) >= 5)
+        stream.response.close()  # the connection to instance A drops
+        meta = first[0][2]
+        rest = Stream(browser.get(f"{b.url}/api/messages/{meta['message_id']}/events",
+                                  headers={"Last-Event-ID": str(first[-1][0])}, stream=True,
+                                  timeout=30)).read()
+        ids = [event_id for event_id, _, _ in first + rest]
+        assert ids == sorted(set(ids))
+        assert rest[-1][1:] == ("done", {"finish_reason": "stop", "status": "complete"})
+        saved = browser.get(f"{b.url}/api/conversations/{meta['conversation_id']}",
+                            timeout=10).json()["messages"][-1]
+        assert deltas(first) + deltas(rest) == saved["content"] == "".join(
+            f"{i} " for i in range(60))
+
+
+def test_a_reply_written_on_one_instance_is_followed_and_stopped_from_the_other(
+        followed_instances, fresh_upstream):
+    a, b = followed_instances
+    with requests.Session() as browser:
+        writer = Stream(browser.post(f"{a.url}/chat", stream=True, timeout=30,
+                                     json={"message": "long", "model": "openai/slow"}))
+        meta = writer.read(until=lambda e: sum(n == "delta" for _, n, _ in e) >= 2)[0][2]
+        follower = Stream(browser.get(f"{b.url}/api/messages/{meta['message_id']}/events",
+                                      stream=True, timeout=30))
+        # The follower on B sees the reply grow live, event by event, from A.
+        growing = follower.read(until=lambda e: sum(n == "delta" for _, n, _ in e) >= 10)
+        assert growing[0][1] == "meta"
+        sent = time.monotonic()
+        stopped = browser.post(f"{b.url}/api/messages/{meta['message_id']}/stop", json={},
+                               timeout=10)
+        assert stopped.status_code == 200 and stopped.json()["status"] == "cancelled"
+        assert fresh_upstream.disconnected.wait(timeout=5)
+        assert fresh_upstream.disconnected_at - sent < 1.0  # across instances: within 1 s
+        for stream in (writer, follower):
+            events = stream.events + stream.read()
+            assert events[-1][1:] == ("done", {"finish_reason": "cancelled",
+                                               "status": "cancelled"})
+        saved = browser.get(f"{b.url}/api/conversations/{meta['conversation_id']}",
+                            timeout=10).json()["messages"][-1]
+        assert saved["status"] == "cancelled" and saved["content"] == deltas(follower.events)
+
+
+def test_follow_and_stop_through_nginx_in_front_of_both_instances(
+        followed_instances, fresh_upstream, tmp_path_factory):
+    a, b = followed_instances
+    with running_nginx([a.port, b.port], tmp_path_factory.mktemp("nginx")) as site, \
+            requests.Session() as browser:
+        # nginx spreads the requests over both instances; each must work wherever it lands.
+        for _ in range(2):
+            fresh_upstream.reset()
+            writer = Stream(browser.post(f"{site}/chat", stream=True, timeout=30,
+                                         json={"message": "long", "model": "openai/slow"}))
+            meta = writer.read(until=lambda e: sum(n == "delta" for _, n, _ in e) >= 2)[0][2]
+            follower = Stream(browser.get(f"{site}/api/messages/{meta['message_id']}/events",
+                                          stream=True, timeout=30))
+            follower.read(until=lambda e: sum(n == "delta" for _, n, _ in e) >= 3)
+            stopped = browser.post(f"{site}/api/messages/{meta['message_id']}/stop",
+                                   json={}, timeout=10)
+            assert stopped.json()["status"] == "cancelled"
+            assert fresh_upstream.disconnected.wait(timeout=5)
+            for stream in (writer, follower):
+                assert (stream.events + stream.read())[-1][2]["status"] == "cancelled"

@@ -86,13 +86,13 @@ def test_feed_line_accepts_lines_from_iter_lines():
 
 def test_encoder_round_trips_through_decoder():
     data = {"text": "多行\n文本\r\u2028 and \"quotes\""}
-    (event,) = decode_all(encode("delta", data) + PING)
-    assert event.event == "delta" and event.json() == data
+    (event,) = decode_all(encode("delta", data, 42) + PING)
+    assert event.event == "delta" and event.json() == data and event.id == "42"
 
 
 def test_encoder_writes_one_data_line_per_event():
-    frame = encode("delta", {"text": "a\nb\rc"})
-    assert frame.count(b"\n") == 3 and frame.endswith(b"\n\n")
+    frame = encode("delta", {"text": "a\nb\rc"}, 7)
+    assert frame.count(b"\n") == 4 and frame.endswith(b"\n\n")
 
 
 @pytest.mark.parametrize("text", ["plain", "多行\n文本", 'quote " and \\ back', "\u2028\u2029\x85",
@@ -100,4 +100,4 @@ def test_encoder_writes_one_data_line_per_event():
 def test_the_fast_delta_encoder_writes_exactly_what_the_general_one_does(text):
     from streamdesk.web.sse import encode_delta
     for field in ("text", "reasoning"):
-        assert encode_delta(field, text) == encode("delta", {field: text})
+        assert encode_delta(field, text, 9) == encode("delta", {field: text}, 9)

@@ -8,6 +8,7 @@ from sqlalchemy import update
 
 from streamdesk.store import ReplyStatus, Store
 from streamdesk.store.tables import MessageRow
+from tests.fakes import start_turn
 
 
 @pytest.fixture
@@ -19,8 +20,8 @@ def store(tmp_path):
 
 def test_a_reply_abandoned_by_a_dead_process_reads_as_interrupted(store):
     conversation = store.create_conversation("alice", "t", "demo/offline")
-    _, reply_id = store.start_turn(conversation.id, "question", "demo/offline")
-    store.save_progress(reply_id, "half an ans", "")
+    _, reply_id = start_turn(store, "alice", conversation.id, "question")
+    store.save_progress(reply_id, "half an ans", "", None)
     assert store.conversation_messages("alice", conversation.id)[1].status == "streaming"
     with store.engine.begin() as connection:  # what a SIGKILLed worker leaves behind
         connection.execute(update(MessageRow).where(MessageRow.id == reply_id).values(
@@ -32,14 +33,14 @@ def test_a_reply_abandoned_by_a_dead_process_reads_as_interrupted(store):
 
 def test_a_live_reply_still_streaming_is_left_out_of_the_history(store):
     conversation = store.create_conversation("alice", "t", "demo/offline")
-    _, reply_id = store.start_turn(conversation.id, "question", "demo/offline")
-    store.save_progress(reply_id, "being written", "")
+    _, reply_id = start_turn(store, "alice", conversation.id, "question")
+    store.save_progress(reply_id, "being written", "", None)
     assert [m.content for m in store.history(conversation.id)] == ["question"]
 
 
 def test_every_conversation_operation_checks_the_owner(store):
     conversation = store.create_conversation("alice", "t", "demo/offline")
-    user_message, _ = store.start_turn(conversation.id, "question", "demo/offline")
+    user_message, _ = start_turn(store, "alice", conversation.id, "question")
     assert store.get_conversation("bob", conversation.id) is None
     assert store.conversation_messages("bob", conversation.id) is None
     assert not store.update_conversation("bob", conversation.id, title="x")
@@ -51,7 +52,7 @@ def test_every_conversation_operation_checks_the_owner(store):
 def test_records_are_frozen_and_carry_the_whole_reply(store):
     conversation = store.create_conversation("alice", "t", "demo/offline",
                                              {"temperature": 0.5})
-    _, reply_id = store.start_turn(conversation.id, "question", "demo/offline")
+    _, reply_id = start_turn(store, "alice", conversation.id, "question")
     store.finish_turn(reply_id, content="answer", reasoning="thought",
                       status=ReplyStatus.ERROR, finish_reason="error",
                       error=("rate_limited", "Slow down."))

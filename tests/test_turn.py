@@ -21,21 +21,21 @@ def store(tmp_path):
     return store
 
 
-def prepare(store, registry, message, *, rules=OperatorRules(), user="alice", **fields):
+def prepare(store, registry, message, *, rules=None, user="alice", **fields):
     return prepare_turn(TurnRequest(message, **fields), user, store=store, registry=registry,
-                        rules=rules)
+                        rules=rules or OperatorRules())
 
 
 def test_a_new_turn_saves_the_question_and_an_empty_reply_before_anything_is_sent(store):
     registry = Registry([FakeProvider(), DemoProvider(0)])
     turn = prepare(store, registry, "  What is   SSE?\n")
-    question, reply = store.conversation_messages("alice", turn.reply.conversation_id)
-    assert (question.id, question.content) == (turn.reply.user_message_id, "  What is   SSE?\n")
-    assert (reply.id, reply.status, reply.content) == (turn.reply.message_id,
+    question, reply = store.conversation_messages("alice", turn.meta.conversation_id)
+    assert (question.id, question.content) == (turn.meta.user_message_id, "  What is   SSE?\n")
+    assert (reply.id, reply.status, reply.content) == (turn.meta.message_id,
                                                        ReplyStatus.STREAMING, "")
-    assert store.get_conversation("alice", turn.reply.conversation_id).title == "What is SSE?"
+    assert store.get_conversation("alice", turn.meta.conversation_id).title == "What is SSE?"
     assert turn.request.messages == (Message("user", "  What is   SSE?\n"),)
-    assert (turn.provider.name, turn.request.model, turn.reply.model_id) == (
+    assert (turn.provider.name, turn.request.model, turn.meta.model) == (
         "fake", "model", "fake/model")
 
 
@@ -44,11 +44,11 @@ def test_history_is_fitted_once_with_the_providers_own_reserve(store):
     fake = FakeProvider(models=[ModelEntry("small", context_tokens=600)], reserve=500)
     registry = Registry([fake])
     first = prepare(store, registry, "q" * 400)
-    store.finish_turn(first.reply.message_id, content="a" * 400, reasoning="",
+    store.finish_turn(first.meta.message_id, content="a" * 400, reasoning="",
                       status=ReplyStatus.COMPLETE, finish_reason="stop")
-    turn = prepare(store, registry, "newest", conversation_id=first.reply.conversation_id)
+    turn = prepare(store, registry, "newest", conversation_id=first.meta.conversation_id)
     assert turn.request.messages == (Message("user", "newest"),)
-    assert turn.reply.omitted_messages == 2
+    assert turn.meta.omitted_messages == 2
     budget = 600 - 500
     assert sum(estimate_tokens(m.content) for m in turn.request.messages) <= budget
 
@@ -59,21 +59,21 @@ def test_the_omitted_count_includes_turns_the_vendors_rules_leave_out(store, tmp
                           base_url="http://127.0.0.1:9", api_key="k", secret_key="s")
     registry = Registry([ernie])
     first = prepare(store, registry, "unanswered question")
-    store.finish_turn(first.reply.message_id, content="", reasoning="",
+    store.finish_turn(first.meta.message_id, content="", reasoning="",
                       status=ReplyStatus.ERROR, finish_reason="error")
-    turn = prepare(store, registry, "asked again", conversation_id=first.reply.conversation_id)
+    turn = prepare(store, registry, "asked again", conversation_id=first.meta.conversation_id)
     assert turn.request.messages == (Message("user", "asked again"),)
-    assert turn.reply.omitted_messages == 1
+    assert turn.meta.omitted_messages == 1
     ernie.close()
 
 
 def test_the_model_is_the_asked_one_else_the_conversations_else_the_default(store):
     registry = Registry([FakeProvider(models=[ModelEntry("a"), ModelEntry("b")]),
                          DemoProvider(0)], "demo/offline")
-    assert prepare(store, registry, "hi").reply.model_id == "demo/offline"
+    assert prepare(store, registry, "hi").meta.model == "demo/offline"
     first = prepare(store, registry, "hi", model="fake/b")
-    again = prepare(store, registry, "more", conversation_id=first.reply.conversation_id)
-    assert again.reply.model_id == "fake/b"
+    again = prepare(store, registry, "more", conversation_id=first.meta.conversation_id)
+    assert again.meta.model == "fake/b"
     with pytest.raises(TurnRefused) as refused:
         prepare(store, registry, "hi", model="fake/c")
     assert refused.value.code == "unknown_model"
@@ -82,8 +82,8 @@ def test_the_model_is_the_asked_one_else_the_conversations_else_the_default(stor
 def test_a_conversation_whose_model_was_removed_continues_on_the_default(store):
     first = prepare(store, Registry([FakeProvider(name="gone"), DemoProvider(0)]), "hi")
     turn = prepare(store, Registry([DemoProvider(0)]), "still there?",
-                   conversation_id=first.reply.conversation_id)
-    assert turn.reply.model_id == "demo/offline"
+                   conversation_id=first.meta.conversation_id)
+    assert turn.meta.model == "demo/offline"
 
 
 def test_the_operators_prompt_comes_first_and_a_locked_one_drops_the_users(store):
@@ -93,7 +93,7 @@ def test_the_operators_prompt_comes_first_and_a_locked_one_drops_the_users(store
     assert turn.request.system == "Operator.\n\nMine."
     locked = OperatorRules(system_prompt="Operator.", lock_system_prompt=True)
     again = prepare(store, registry, "hi", rules=locked,
-                    conversation_id=turn.reply.conversation_id)
+                    conversation_id=turn.meta.conversation_id)
     assert again.request.system == "Operator."
 
 
@@ -102,22 +102,22 @@ def test_someone_elses_conversation_or_message_is_refused_as_not_found(store):
     alices = prepare(store, registry, "secret")
     with pytest.raises(TurnRefused) as refused:
         prepare(store, registry, "hi", user="mallory",
-                conversation_id=alices.reply.conversation_id)
+                conversation_id=alices.meta.conversation_id)
     assert refused.value.code == "conversation_not_found"
     with pytest.raises(TurnRefused) as refused:
-        prepare(store, registry, "edit", conversation_id=alices.reply.conversation_id,
-                edit_message_id=alices.reply.message_id)  # an assistant message
+        prepare(store, registry, "edit", conversation_id=alices.meta.conversation_id,
+                edit_message_id=alices.meta.message_id)  # an assistant message
     assert refused.value.code == "message_not_found"
 
 
 def test_editing_a_question_replaces_it_and_everything_after(store):
     registry = Registry([FakeProvider()])
     first = prepare(store, registry, "one")
-    store.finish_turn(first.reply.message_id, content="answer one", reasoning="",
+    store.finish_turn(first.meta.message_id, content="answer one", reasoning="",
                       status=ReplyStatus.COMPLETE, finish_reason="stop")
-    edited = prepare(store, registry, "one, better", conversation_id=first.reply.conversation_id,
-                     edit_message_id=first.reply.user_message_id)
+    edited = prepare(store, registry, "one, better", conversation_id=first.meta.conversation_id,
+                     edit_message_id=first.meta.user_message_id)
     contents = [m.content for m in store.conversation_messages("alice",
-                                                               first.reply.conversation_id)]
+                                                               first.meta.conversation_id)]
     assert contents == ["one, better", ""]
     assert edited.request.messages == (Message("user", "one, better"),)

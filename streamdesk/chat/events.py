@@ -6,6 +6,7 @@ anything went wrong, ``Done`` last on every path the client can still hear.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from providers import Usage
@@ -54,3 +55,34 @@ class Heartbeat:
 HEARTBEAT = Heartbeat()
 
 Event = Meta | Delta | UsageReport | Failed | Done | Heartbeat
+
+
+def event_to_json(event: Event) -> str:
+    """A compact form for other workers (Redis): the typed event, not its wire format."""
+    if type(event) is Delta:
+        return json.dumps(["d", event.field, event.text], ensure_ascii=False)
+    if isinstance(event, Meta):
+        return json.dumps(["m", event.conversation_id, event.user_message_id, event.message_id,
+                           event.model, event.omitted_messages], ensure_ascii=False)
+    if isinstance(event, UsageReport):
+        usage = event.usage
+        return json.dumps(["u", usage.prompt_tokens, usage.completion_tokens,
+                           usage.total_tokens])
+    if isinstance(event, Failed):
+        return json.dumps(["f", event.code, event.message], ensure_ascii=False)
+    if isinstance(event, Done):
+        return json.dumps(["x", event.finish_reason, str(event.status)])
+    raise TypeError(f"not a stored event: {event!r}")
+
+
+def event_from_json(text: str | bytes) -> Event:
+    kind, *fields = json.loads(text)
+    if kind == "d":
+        return Delta(*fields)
+    if kind == "m":
+        return Meta(*fields)
+    if kind == "u":
+        return UsageReport(Usage(*fields))
+    if kind == "f":
+        return Failed(*fields)
+    return Done(fields[0], ReplyStatus(fields[1]))

@@ -6,6 +6,8 @@ second, each blocking the worker's event loop (SQLite's driver does not yield) a
 streams with it. Here a reply only marks itself as grown (a dict assignment per chunk); one
 greenlet per worker writes every grown reply once per interval, a few hundred rows per
 executemany. Each reply's pieces are joined into one string as it is saved (and kept that way).
+The reply's stream index is saved with its text, so the two always agree, and the events now
+saved are dropped from the reply's live log.
 
 The write only touches rows still ``streaming``: a reply that finished in the meantime was
 saved whole by ``finish_turn`` and must not be overwritten by an older snapshot (with
@@ -18,6 +20,8 @@ import weakref
 
 import gevent
 
+from .live import LiveReply
+
 log = logging.getLogger(__name__)
 
 _savers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -28,7 +32,7 @@ class ProgressSaver:
     def __init__(self, store, interval: float):
         self.store = store
         self.interval = interval
-        self.grown: dict[str, tuple[list[str], list[str]]] = {}
+        self.grown: dict[str, LiveReply] = {}
         self.flusher = None
 
     @classmethod
@@ -38,29 +42,34 @@ class ProgressSaver:
             saver = _savers[store] = cls(store, interval)
         return saver
 
-    def grew(self, message_id: str, text: list[str], reasoning: list[str]) -> None:
-        """The reply's live lists: they are joined when the batch is written."""
-        if message_id not in self.grown:
-            self.grown[message_id] = (text, reasoning)
+    def grew(self, reply: LiveReply) -> None:
+        """The reply changed (or should be touched): it is saved with the next batch."""
+        if reply.message_id not in self.grown:
+            self.grown[reply.message_id] = reply
             if self.flusher is None:
                 self.flusher = gevent.spawn_later(self.interval, self.flush)
 
-    def finished(self, message_id: str) -> None:
-        self.grown.pop(message_id, None)
+    def finished(self, reply: LiveReply) -> None:
+        self.grown.pop(reply.message_id, None)
 
     def flush(self) -> None:
         self.flusher = None
-        batch, self.grown = list(self.grown.items()), {}
+        batch, self.grown = list(self.grown.values()), {}
         for start in range(0, len(batch), ROWS_PER_WRITE):
-            rows = [(message_id, _compact(text), _compact(reasoning))
-                    for message_id, (text, reasoning) in batch[start:start + ROWS_PER_WRITE]]
+            replies = batch[start:start + ROWS_PER_WRITE]
+            positions = [reply.index.position for reply in replies]
+            rows = [(reply.message_id, compact(reply.text), compact(reply.reasoning),
+                     reply.index.to_json()) for reply in replies]
             try:
                 self.store.save_progress_many(rows)
             except Exception:  # the replies still end with finish_turn; the next batch retries
                 log.exception("saving %d growing replies failed", len(rows))
+                continue
+            for reply, position in zip(replies, positions, strict=True):
+                reply.saved(position)
 
 
-def _compact(pieces: list[str]) -> str:
+def compact(pieces: list[str]) -> str:
     """The reply so far as one string, which then replaces the pieces in the live list: a
     long reply held as thousands of small str objects costs ~70 bytes per piece."""
     if len(pieces) == 1:

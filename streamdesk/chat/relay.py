@@ -1,19 +1,19 @@
-"""One reply, from provider chunks to typed events (``events.py``), saved as it grows.
+"""Writing one reply: provider chunks in, typed events out to the reply's live log, the text
+saved as it grows. It runs on a greenlet of its own (``replies.py``), so it goes on when the
+connection that asked for it closes.
 
-This generator is the per-chunk hot path: per piece it appends to a list, yields one small
-event and marks the reply as grown; ``progress.ProgressSaver`` writes every grown reply of the
-worker once per ``save_interval``.
+Per piece it appends to a list, publishes one small event and marks the reply as grown;
+``progress.ProgressSaver`` writes every grown reply of the worker once per interval.
 
-When the consumer goes away (the server closes this generator), the partial reply is saved as
-``cancelled`` *before* the upstream is closed, so anyone who sees the upstream connection drop
-can already read the saved state. When the server itself stops (``lifecycle.py``), the reply
-is saved as ``interrupted`` and the client is told so while it still can.
+How it ends: ``complete`` when the model finished; ``error`` when the provider failed;
+``interrupted`` when the upstream cut the reply off, the server stops (``lifecycle.py``) or the
+reply ran past ``MAX_REPLY_SECONDS``; ``cancelled`` when someone stopped it. Whatever the
+ending, the reply is saved *before* its ``error``/``done`` events go out and before the
+upstream connection is closed, so anyone who hears of the end can already read it.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from gevent import GreenletExit
 
@@ -21,8 +21,8 @@ from providers import ChatRequest, Provider, ProviderError, Usage
 from providers.errors import StreamInterruptedError
 
 from ..store import ReplyStatus, Store
-from . import lifecycle
-from .events import HEARTBEAT, Delta, Done, Event, Failed, Meta, UsageReport
+from .events import HEARTBEAT, Delta, Done, Failed, UsageReport
+from .live import LiveReply
 from .observer import ReplyObserver
 from .progress import ProgressSaver
 from .pump import SILENCE, with_heartbeats
@@ -31,49 +31,42 @@ log = logging.getLogger(__name__)
 
 SERVER_STOPPING = Failed("server_stopping",
                          "The server restarted while writing this reply. Retry to continue.")
+TIME_LIMIT = Failed("time_limit", "The reply took too long and was ended. Retry to continue.")
 INTERNAL = Failed("internal", "StreamDesk failed while relaying this reply.")
 
 
-@dataclass(frozen=True)
-class Reply:
-    """Which reply is being written, as plain values: the relay runs after the view has
-    returned, outside the request context."""
-
-    conversation_id: str
-    user_message_id: str
-    message_id: str
-    model_id: str
-    omitted_messages: int = 0
+class StopRequested(GreenletExit):
+    """Raised in a reply's greenlet when someone stops it."""
 
 
-def relay_reply(provider: Provider, request: ChatRequest, reply: Reply, store: Store,
-                observer: ReplyObserver, *, heartbeat_seconds: float,
-                save_interval: float) -> Iterator[Event]:
+class TimeLimitReached(GreenletExit):
+    """Raised in a reply's greenlet when it has run for MAX_REPLY_SECONDS."""
+
+
+def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: Store,
+             observer: ReplyObserver, saver: ProgressSaver | None, *,
+             heartbeat_seconds: float) -> None:
     observer.started()
-    reply_greenlet = lifecycle.track_current_reply()
-    text: list[str] = []
-    reasoning: list[str] = []
+    text, reasoning, publish = live.text, live.reasoning, live.publish
     usage: Usage | None = None
     finish_reason = None
     failure: Failed | None = None
-    status = ReplyStatus.CANCELLED  # what stands if the consumer leaves before we know better
+    status = ReplyStatus.INTERRUPTED  # what stands if the greenlet is killed unexpectedly
     chunks = with_heartbeats(provider.stream(request), heartbeat_seconds)
-    saver = ProgressSaver.for_store(store, save_interval) if save_interval > 0 else None
 
     def save_progress():
-        if saver is None:  # SAVE_INTERVAL_SECONDS=0: every piece, at once
-            store.save_progress(reply.message_id, "".join(text), "".join(reasoning))
+        if saver is None:  # SAVE_INTERVAL_SECONDS=0: every piece, at once (tests, debugging)
+            store.save_progress(live.message_id, "".join(text), "".join(reasoning),
+                                live.index.to_json())
         else:
-            saver.grew(reply.message_id, text, reasoning)
+            saver.grew(live)
 
     awaiting_first_token = True
     try:
-        # Inside the try: a client gone right after the headers still gets its turn saved.
-        yield Meta(reply.conversation_id, reply.user_message_id, reply.message_id,
-                   reply.model_id, reply.omitted_messages)
+        publish(live.index.meta)
         for chunk in chunks:
             if chunk is SILENCE:
-                yield HEARTBEAT
+                publish(HEARTBEAT)
                 save_progress()  # touches the row while the model is silent: not abandoned
                 continue
             if awaiting_first_token and (chunk.text or chunk.reasoning):
@@ -81,13 +74,13 @@ def relay_reply(provider: Provider, request: ChatRequest, reply: Reply, store: S
                 awaiting_first_token = False
             if chunk.text:
                 text.append(chunk.text)
-                yield Delta("text", chunk.text)
+                publish(Delta("text", chunk.text))
             elif chunk.reasoning:
                 reasoning.append(chunk.reasoning)
-                yield Delta("reasoning", chunk.reasoning)
+                publish(Delta("reasoning", chunk.reasoning))
             elif chunk.usage:
                 usage = chunk.usage
-                yield UsageReport(usage)
+                publish(UsageReport(usage))
             elif chunk.finish_reason:
                 finish_reason = chunk.finish_reason
             save_progress()
@@ -96,28 +89,29 @@ def relay_reply(provider: Provider, request: ChatRequest, reply: Reply, store: S
         status = ReplyStatus.INTERRUPTED if isinstance(e, StreamInterruptedError) \
             else ReplyStatus.ERROR
         finish_reason, failure = "error", Failed(e.code, e.message)
-    except GeneratorExit:
-        finish_reason = "cancelled"
-        raise
+    except StopRequested:
+        status, finish_reason = ReplyStatus.CANCELLED, "cancelled"
+    except TimeLimitReached:
+        status, finish_reason, failure = ReplyStatus.INTERRUPTED, "error", TIME_LIMIT
     except GreenletExit:  # lifecycle.ServerStopping, or gunicorn's own last-resort kill
         status, finish_reason, failure = ReplyStatus.INTERRUPTED, "error", SERVER_STOPPING
     except Exception:
-        log.exception("relay failed for message %s", reply.message_id)
+        log.exception("relay failed for message %s", live.message_id)
         status, finish_reason, failure = ReplyStatus.ERROR, "error", INTERNAL
     finally:
+        live.closing = True
         content = "".join(text)
         if saver is not None:
-            saver.finished(reply.message_id)
+            saver.finished(live)
         try:
-            store.finish_turn(reply.message_id, content=content, reasoning="".join(reasoning),
+            store.finish_turn(live.message_id, content=content, reasoning="".join(reasoning),
                               status=status, finish_reason=finish_reason,
                               error=(failure.code, failure.message) if failure else None,
-                              usage=usage)
+                              usage=usage, stream_index=live.index.to_json())
         finally:
             chunks.close()
-            lifecycle.untrack(reply_greenlet)
             observer.finished(status=status, finish_reason=finish_reason, usage=usage,
                               error_code=failure.code if failure else None, reply=content)
-    if failure:
-        yield failure
-    yield Done(finish_reason, status)
+            if failure:
+                publish(failure)
+            publish(Done(finish_reason or "error", status))

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from providers import ChatRequest, Message, Provider, Registry, UnknownModelError
 from providers.history import estimate_tokens, trim_to_budget
 
-from ..store import Conversation, Store
-from .relay import Reply
+from ..store import Conversation, ReplyInProgress, Store, StreamCapReached
+from ..store.tables import new_id
+from .events import Meta
+from .live import worker_id
+from .stream_index import StreamIndex
 
 TITLE_CHARS = 60
 
@@ -34,19 +37,23 @@ class TurnRequest:
 class OperatorRules:
     system_prompt: str | None = None  # SYSTEM_PROMPT; a model's own in the config file wins
     lock_system_prompt: bool = False  # then the user's own prompt is never sent
+    max_streams_per_user: int | None = None  # replies one user may have written at once
 
 
 @dataclass(frozen=True)
 class PreparedTurn:
     provider: Provider
     request: ChatRequest  # what goes upstream
-    reply: Reply  # which rows the reply is saved into
+    meta: Meta  # which rows the turn is saved in, and what the reply's first event says
 
 
 class TurnRefused(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code, self.message = code, message
+
+
+STREAM_CAP_RETRY_SECONDS = 5
 
 
 def prepare_turn(ask: TurnRequest, user_id: str, *, store: Store, registry: Registry,
@@ -59,27 +66,46 @@ def prepare_turn(ask: TurnRequest, user_id: str, *, store: Store, registry: Regi
             raise TurnRefused("conversation_not_found", "No such conversation.")
     model_id, provider, model = choose_model(registry, ask.model, conversation)
 
+    created = conversation is None
     if conversation is None:
         conversation = store.create_conversation(user_id, title_from(ask.message), model_id,
                                                  settings)
     else:
-        if ask.edit_message_id and not store.truncate_from(user_id, conversation.id,
-                                                           ask.edit_message_id):
+        if ask.edit_message_id and not _replace_from(store, user_id, conversation.id,
+                                                     ask.edit_message_id):
             raise TurnRefused("message_not_found", "No such message in this conversation.")
         if settings:
             store.update_conversation(user_id, conversation.id, settings=settings)
     settings = {**conversation.settings, **settings}
-    user_message_id, message_id = store.start_turn(conversation.id, ask.message, model_id)
 
     system = system_prompt(provider.operator_system_prompt(model) or rules.system_prompt,
                            None if rules.lock_system_prompt else settings.get("system"))
-    history = store.history(conversation.id)
+    history = [*store.history(conversation.id), Message("user", ask.message)]
     sent = fit_history(provider, model, history, system)
     request = ChatRequest(model, tuple(sent), system, settings.get("temperature"),
                           settings.get("max_tokens"))
-    reply = Reply(conversation.id, user_message_id, message_id, model_id,
-                  omitted_messages=len(history) - len(sent))
-    return PreparedTurn(provider, request, reply)
+    meta = Meta(conversation.id, new_id(), new_id(), model_id, len(history) - len(sent))
+    try:
+        store.start_turn(user_id, conversation.id, ask.message, model_id,
+                         user_message_id=meta.user_message_id, message_id=meta.message_id,
+                         owner=worker_id(), stream_index=StreamIndex(meta).to_json(),
+                         max_streams=rules.max_streams_per_user)
+    except StreamCapReached:
+        if created:
+            store.delete_conversation(user_id, conversation.id)
+        raise TurnRefused("too_many_streams",
+                          f"You already have {rules.max_streams_per_user} replies being "
+                          "written. Wait for one to finish or stop it.") from None
+    return PreparedTurn(provider, request, meta)
+
+
+def _replace_from(store: Store, user_id: str, conversation_id: str, message_id: str) -> bool:
+    try:
+        return store.truncate_from(user_id, conversation_id, message_id)
+    except ReplyInProgress:
+        raise TurnRefused("reply_in_progress",
+                          "A reply after this message is still being written. Stop it first, "
+                          "then edit or regenerate.") from None
 
 
 def choose_model(registry: Registry, requested: str | None,

@@ -1,7 +1,16 @@
 """Where conversations, messages and rate-limit counters are kept (SQLAlchemy, migrated by
 Alembic). ``Store`` is the repository; it returns the frozen records of ``records.py``."""
 from .rate_limits import DatabaseLimitStorage
-from .records import Conversation, ReplyStatus, StoredMessage
+from .records import (
+                      Conversation,
+                      ReplyInProgress,
+                      ReplyStatus,
+                      StoredMessage,
+                      StoredReply,
+                      StreamCapReached,
+)
 from .repository import Store
 
-__all__ = ["Conversation", "DatabaseLimitStorage", "ReplyStatus", "Store", "StoredMessage"]
+__all__ = ["Conversation", "DatabaseLimitStorage", "ReplyInProgress", "ReplyStatus", "Store",
+           "StoredMessage",
+           "StoredReply", "StreamCapReached"]

@@ -58,3 +58,34 @@ def effective_status(status: str, updated_at: datetime | None, now: datetime) ->
             and (now - utc(updated_at)).total_seconds() > STALE_STREAMING_SECONDS:
         return ReplyStatus.INTERRUPTED
     return ReplyStatus(status)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReply:
+    """An assistant message with what it takes to follow or replay it."""
+
+    id: str
+    conversation_id: str
+    status: ReplyStatus
+    content: str
+    reasoning: str
+    model: str | None
+    finish_reason: str | None
+    error_code: str | None
+    error_message: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    owner: str | None  # the worker generating it, while it streams
+    stream_index: str | None  # JSON: streamdesk/chat/stream_index.py
+
+
+class StreamCapReached(Exception):
+    """The user already has as many replies being written as allowed."""
+
+
+class ReplyInProgress(Exception):
+    """Replacing turns would delete a reply that is still being written."""
+
+    def __init__(self, message_id: str):
+        super().__init__(message_id)
+        self.message_id = message_id

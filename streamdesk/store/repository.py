@@ -10,10 +10,11 @@ in the query itself, so no caller can forget it. Reads return frozen records (``
 """
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import CursorResult, Table, bindparam, delete, func, select, update
+from sqlalchemy import CursorResult, Table, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from providers import Message, Usage
@@ -22,12 +23,17 @@ from .engine import make_engine
 from .records import (
     STALE_STREAMING_SECONDS,
     Conversation,
+    ReplyInProgress,
     ReplyStatus,
     StoredMessage,
+    StoredReply,
+    StreamCapReached,
     effective_status,
 )
 from .schema import migrate
-from .tables import SETTINGS_FIELDS, ConversationRow, MessageRow, now
+from .tables import SETTINGS_FIELDS, ConversationRow, MessageRow, ReplyStopRow, now
+
+STOP_REQUESTS_KEPT_SECONDS = 60
 
 
 def _conversation(row: ConversationRow) -> Conversation:
@@ -113,39 +119,56 @@ class Store:
 
     def truncate_from(self, user_id: str, conversation_id: str, message_id: str) -> bool:
         """Delete a user message and every later turn: "edit and resend" and "regenerate"
-        both replace the conversation from that message on."""
+        both replace the conversation from that message on. A reply still being written in
+        that range is never deleted under its writer: ``ReplyInProgress``."""
         with Session(self.engine) as db, db.begin():
             seq = db.scalar(select(MessageRow.seq).join(ConversationRow).where(
                 MessageRow.id == message_id, MessageRow.role == "user",
                 MessageRow.conversation_id == conversation_id, ConversationRow.user_id == user_id))
             if seq is None:
                 return False
+            live = db.scalar(select(MessageRow.id).where(
+                MessageRow.conversation_id == conversation_id, MessageRow.seq > seq,
+                *_being_written()).limit(1))
+            if live is not None:
+                raise ReplyInProgress(live)
             db.execute(delete(MessageRow).where(MessageRow.conversation_id == conversation_id,
                                                 MessageRow.seq >= seq))
             return True
 
-    def start_turn(self, conversation_id: str, user_text: str, model: str) -> tuple[str, str]:
+    def start_turn(self, user_id: str, conversation_id: str, user_text: str, model: str, *,
+                   user_message_id: str, message_id: str, owner: str,
+                   stream_index: str | None, max_streams: int | None = None) -> None:
         """Save the user's message and an empty assistant message in ``streaming`` state,
-        before anything is sent upstream. Returns (user message id, assistant message id)."""
+        before anything is sent upstream, unless the user already has ``max_streams``
+        replies being written (``StreamCapReached``). The count and the insert are one
+        transaction that concurrent requests of the user take in turn."""
         with Session(self.engine) as db, db.begin():
-            user = MessageRow(conversation_id=conversation_id, role="user", content=user_text,
-                              status=ReplyStatus.COMPLETE)
-            assistant = MessageRow(conversation_id=conversation_id, role="assistant", content="",
-                                   reasoning="", status=ReplyStatus.STREAMING, model=model)
-            db.add_all([user, assistant])
+            # Writing first makes SQLite take its write lock now, so the count below sees every
+            # committed turn; PostgreSQL needs a lock of its own (one per user).
             db.execute(update(ConversationRow).where(ConversationRow.id == conversation_id)
                        .values(updated_at=now(), model=model))
-            db.flush()
-            return user.id, assistant.id
+            if db.get_bind().dialect.name == "postgresql":
+                db.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:user, 0))"),
+                           {"user": user_id})
+            if max_streams is not None and self._being_written_by(db, user_id) >= max_streams:
+                raise StreamCapReached(max_streams)
+            db.add_all([
+                MessageRow(id=user_message_id, conversation_id=conversation_id, role="user",
+                           content=user_text, status=ReplyStatus.COMPLETE),
+                MessageRow(id=message_id, conversation_id=conversation_id, role="assistant",
+                           content="", reasoning="", status=ReplyStatus.STREAMING, model=model,
+                           owner=owner, stream_index=stream_index)])
 
     def active_streams(self, user_id: str) -> int:
         """Replies of this user being written now, on any instance."""
-        fresh = now() - timedelta(seconds=STALE_STREAMING_SECONDS)
         with Session(self.engine) as db:
-            return db.scalar(select(func.count()).select_from(MessageRow).join(ConversationRow)
-                             .where(ConversationRow.user_id == user_id,
-                                    MessageRow.status == ReplyStatus.STREAMING,
-                                    MessageRow.updated_at > fresh)) or 0
+            return self._being_written_by(db, user_id)
+
+    @staticmethod
+    def _being_written_by(db: Session, user_id: str) -> int:
+        return db.scalar(select(func.count()).select_from(MessageRow).join(ConversationRow)
+                         .where(ConversationRow.user_id == user_id, *_being_written())) or 0
 
     def history(self, conversation_id: str) -> list[Message]:
         """The turns to send upstream: every user turn, and every assistant turn that has
@@ -159,30 +182,35 @@ class Store:
                         row.status, row.updated_at or row.created_at, moment)
                         != ReplyStatus.STREAMING)]
 
-    def save_progress(self, message_id: str, content: str, reasoning: str) -> None:
-        self.save_progress_many([(message_id, content, reasoning)])
+    def save_progress(self, message_id: str, content: str, reasoning: str,
+                      stream_index: str) -> None:
+        self.save_progress_many([(message_id, content, reasoning, stream_index)])
 
-    def save_progress_many(self, rows: list[tuple[str, str, str]]) -> None:
-        """(message id, content, reasoning) of many growing replies in one transaction; rows
-        no longer ``streaming`` are left alone (their finish_turn has the last word).
-        Core, not an ORM Session: this runs for every open reply every save interval, and
-        blocks the worker's event loop while it runs."""
+    def save_progress_many(self, rows: list[tuple[str, str, str, str]]) -> None:
+        """(message id, content, reasoning, stream index) of many growing replies in one
+        transaction; rows no longer ``streaming`` are left alone (their finish_turn has the
+        last word). Core, not an ORM Session: this runs for every open reply every save
+        interval, and blocks the worker's event loop while it runs."""
         table = cast(Table, MessageRow.__table__)
         statement = (update(table)
                      .where(table.c.id == bindparam("b_id"),
                             table.c.status == ReplyStatus.STREAMING)
                      .values(content=bindparam("b_content"), reasoning=bindparam("b_reasoning"),
-                             updated_at=now()))
+                             stream_index=bindparam("b_index"), updated_at=now()))
         with self.engine.begin() as connection:
-            connection.execute(statement, [{"b_id": i, "b_content": c, "b_reasoning": r}
-                                           for i, c, r in rows])
+            connection.execute(statement, [
+                {"b_id": i, "b_content": c, "b_reasoning": r, "b_index": x}
+                for i, c, r, x in rows])
 
     def finish_turn(self, message_id: str, *, content: str, reasoning: str,
                     status: ReplyStatus, finish_reason: str | None,
-                    error: tuple[str, str] | None = None, usage: Usage | None = None) -> None:
+                    error: tuple[str, str] | None = None, usage: Usage | None = None,
+                    stream_index: str | None = None) -> None:
         """The reply's last word. ``error`` is (code, message)."""
         values: dict = {"content": content, "reasoning": reasoning, "status": status,
-                        "finish_reason": finish_reason}
+                        "finish_reason": finish_reason, "owner": None}
+        if stream_index is not None:
+            values["stream_index"] = stream_index
         if error:
             values.update(error_code=error[0], error_message=error[1])
         if usage:
@@ -190,3 +218,50 @@ class Store:
                           completion_tokens=usage.completion_tokens)
         with Session(self.engine) as db, db.begin():
             db.execute(update(MessageRow).where(MessageRow.id == message_id).values(**values))
+
+    # Replies being written ----------------------------------------------------------------
+
+    def reply(self, user_id: str, message_id: str) -> StoredReply | None:
+        """An assistant message of this user, or None (someone else's answers the same)."""
+        with Session(self.engine) as db:
+            row = db.scalar(select(MessageRow).join(ConversationRow).where(
+                MessageRow.id == message_id, MessageRow.role == "assistant",
+                ConversationRow.user_id == user_id))
+            if row is None:
+                return None
+            status = effective_status(row.status, row.updated_at or row.created_at, now())
+            return StoredReply(row.id, row.conversation_id, status, row.content, row.reasoning,
+                               row.model, row.finish_reason, row.error_code, row.error_message,
+                               row.prompt_tokens, row.completion_tokens, row.owner,
+                               row.stream_index)
+
+    def interrupt_abandoned(self, message_id: str, owner: str, message: str,
+                            stream_index: str | None) -> bool:
+        """Its writer died: the reply reads ``interrupted``, with its text so far."""
+        with Session(self.engine) as db, db.begin():
+            result = db.execute(update(MessageRow).where(
+                MessageRow.id == message_id, MessageRow.owner == owner,
+                MessageRow.status == ReplyStatus.STREAMING).values(
+                status=ReplyStatus.INTERRUPTED, finish_reason="error", owner=None,
+                error_code="interrupted", error_message=message, stream_index=stream_index))
+            return cast(CursorResult, result).rowcount == 1
+
+    def request_stop(self, message_id: str) -> None:
+        """For the worker writing the reply, when no Redis can tell it at once."""
+        moment = time.time()
+        with Session(self.engine) as db, db.begin():
+            db.execute(delete(ReplyStopRow).where(
+                ReplyStopRow.requested_at < moment - STOP_REQUESTS_KEPT_SECONDS))
+            db.merge(ReplyStopRow(message_id=message_id, requested_at=moment))
+
+    def stop_requests_since(self, moment: float) -> list[tuple[str, float]]:
+        with self.engine.connect() as connection:
+            return [(row[0], row[1]) for row in connection.execute(
+                select(ReplyStopRow.message_id, ReplyStopRow.requested_at)
+                .where(ReplyStopRow.requested_at >= moment))]
+
+
+def _being_written():
+    """Conditions for an assistant row being written now, on any instance."""
+    fresh = now() - timedelta(seconds=STALE_STREAMING_SECONDS)
+    return MessageRow.status == ReplyStatus.STREAMING, MessageRow.updated_at > fresh

@@ -56,6 +56,9 @@ class MessageRow(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    # The worker generating a streaming reply, and the index of its events (records.py).
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    stream_index: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Databases made before this column was added hold NULL in old rows.
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now,
                                                  onupdate=now)
@@ -67,3 +70,10 @@ class RateLimitRow(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+class ReplyStopRow(Base):
+    """Stop requests, for the worker generating the reply when there is no Redis to tell it."""
+    __tablename__ = "reply_stops"
+    message_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    requested_at: Mapped[float] = mapped_column(Float, index=True)

@@ -16,6 +16,8 @@ from flask_session import Session as ServerSideSessions
 
 from providers import Registry, build_registry
 
+from ..chat.bus import DatabaseBus, RedisBus
+from ..chat.replies import Replies, ReplyPolicy
 from ..settings import load_settings
 from ..store import Store
 from . import cli, errors, identity, limits, requests_log, security
@@ -51,7 +53,12 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     redis_client = _init_sessions(app, settings.redis_url)
-    app.extensions["streamdesk"] = Services(settings, registry, store, redis_client)
+    bus = RedisBus(store, settings.heartbeat_seconds, redis_client) if redis_client \
+        else DatabaseBus(store, settings.heartbeat_seconds)
+    replies = Replies(store, bus, ReplyPolicy(settings.heartbeat_seconds,
+                                              settings.save_interval_seconds,
+                                              settings.max_reply_seconds))
+    app.extensions["streamdesk"] = Services(settings, registry, store, replies, redis_client)
 
     requests_log.init_app(app)
     security.init_app(app, settings)

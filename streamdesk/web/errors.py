@@ -6,7 +6,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from ..chat.turn import TurnRefused
+from ..chat.turn import STREAM_CAP_RETRY_SECONDS, TurnRefused
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                413: "too_large", 415: "unsupported_media_type", 429: "rate_limited"}
 # The HTTP status of each reason a turn can be refused for (``streamdesk/chat/turn.py``).
 _REFUSAL_STATUS = {"conversation_not_found": 404, "message_not_found": 404,
-                   "unknown_model": 400}
+                   "unknown_model": 400, "too_many_streams": 429, "reply_in_progress": 409}
 
 
 class ApiError(Exception):
@@ -34,7 +34,10 @@ def json_error(status: int, code: str, message: str):
 def init_app(app: Flask) -> None:
     @app.errorhandler(TurnRefused)
     def turn_refused(refusal: TurnRefused):
-        return json_error(_REFUSAL_STATUS[refusal.code], refusal.code, refusal.message)
+        response = json_error(_REFUSAL_STATUS[refusal.code], refusal.code, refusal.message)
+        if refusal.code == "too_many_streams":
+            response.headers["Retry-After"] = str(STREAM_CAP_RETRY_SECONDS)
+        return response
 
     @app.errorhandler(ApiError)
     def api_error(error: ApiError):

@@ -1,5 +1,6 @@
-"""Rate limits, the access-code lockout and the cap on replies being written, each declared on
-the view it guards (``@limit_messages``, ``@limit_code_guesses``, ``@cap_streams``).
+"""Rate limits and the access-code lockout, each declared on the view it guards
+(``@limit_messages``, ``@limit_code_guesses``). The cap on replies being written is checked
+where the reply is saved, in one transaction (``streamdesk/chat/turn.py``).
 
 Counters come from the ``limits`` library: in Redis when REDIS_URL is set, else in the app's
 own database (``streamdesk/store/rate_limits.py``), so every worker and instance counts the
@@ -23,10 +24,8 @@ from ..store import DatabaseLimitStorage
 from .errors import ApiError
 from .identity import client_address, current_user_id
 from .policies import View
-from .services import services
 
 ACCESS_CODE_ATTEMPTS = parse("5 per 15 minutes")  # failed guesses per address before a lockout
-STREAM_CAP_RETRY_SECONDS = 5
 
 
 class RateLimits:
@@ -90,17 +89,3 @@ def limit_code_guesses(view: View) -> View:
                 limits.window.hit(ACCESS_CODE_ATTEMPTS, "access-code", address)
             raise
     return limited  # type: ignore[return-value]
-
-
-def cap_streams(view: View) -> View:
-    """At most MAX_STREAMS_PER_USER replies being written at once per user."""
-    @wraps(view)
-    def capped(*args, **kwargs):
-        app = services()
-        if app.store.active_streams(current_user_id()) >= app.settings.max_streams_per_user:
-            raise ApiError(429, "too_many_streams",
-                           f"You already have {app.settings.max_streams_per_user} replies being "
-                           "written. Wait for one to finish or stop it.",
-                           retry_after=STREAM_CAP_RETRY_SECONDS)
-        return view(*args, **kwargs)
-    return capped  # type: ignore[return-value]

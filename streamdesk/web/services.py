@@ -7,6 +7,7 @@ from flask import current_app
 
 from providers import Registry
 
+from ..chat.replies import Replies
 from ..settings import Settings
 from ..store import Store
 
@@ -16,6 +17,7 @@ class Services:
     settings: Settings
     registry: Registry
     store: Store
+    replies: Replies
     redis: object | None  # the Redis client when sessions live in Redis
 
 

@@ -1,6 +1,7 @@
 """Our own event stream on the wire: each typed event of ``streamdesk.chat.events`` as one
-server-sent event whose data is a single line of JSON (JSON escapes CR and LF, so no data line
-can end early). The page reads it with ``static/sse.js``."""
+server-sent event with its id (``streamdesk/chat/stream_index.py``) and a single line of JSON
+as data (JSON escapes CR and LF, so no data line can end early). The page reads it with
+``static/sse.js``."""
 from __future__ import annotations
 
 import json
@@ -15,42 +16,45 @@ _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _json_string = json.encoder.encode_basestring  # the C encoder of one string
 
 
-def encode(event: str, data: dict) -> bytes:
+def encode(event: str, data: dict, event_id: int) -> bytes:
     """One named event whose data is a single line of JSON."""
-    return f"event: {event}\ndata: {_to_json(data)}\n\n".encode()
+    return f"id: {event_id}\nevent: {event}\ndata: {_to_json(data)}\n\n".encode()
 
 
-def encode_delta(field: str, text: str) -> bytes:
-    """``encode("delta", {field: text})`` without the dict and the encoder's walk over it:
-    this runs once per piece of every reply."""
-    return f'event: delta\ndata: {{"{field}":{_json_string(text)}}}\n\n'.encode()
+def encode_delta(field: str, text: str, event_id: int) -> bytes:
+    """``encode("delta", {field: text}, event_id)`` without the dict and the encoder's walk
+    over it: this runs once per piece of every reply."""
+    return f'id: {event_id}\nevent: delta\ndata: {{"{field}":{_json_string(text)}}}\n\n'.encode()
 
 
-def encode_event(event: Event) -> bytes:
+def encode_event(event_id: int, event: Event) -> bytes:
     if type(event) is Delta:  # the hot path first
-        return encode_delta(event.field, event.text)
-    if isinstance(event, Heartbeat):
-        return PING
+        return encode_delta(event.field, event.text, event_id)
     if isinstance(event, Meta):
         return encode("meta", {"conversation_id": event.conversation_id,
                                "user_message_id": event.user_message_id,
                                "message_id": event.message_id, "model": event.model,
-                               "omitted_messages": event.omitted_messages})
+                               "omitted_messages": event.omitted_messages}, event_id)
     if isinstance(event, UsageReport):
-        return encode("usage", event.usage.as_dict())
+        return encode("usage", event.usage.as_dict(), event_id)
     if isinstance(event, Failed):
-        return encode("error", {"code": event.code, "message": event.message})
+        return encode("error", {"code": event.code, "message": event.message}, event_id)
     if isinstance(event, Done):
-        return encode("done", {"finish_reason": event.finish_reason, "status": event.status})
+        return encode("done", {"finish_reason": event.finish_reason, "status": event.status},
+                      event_id)
     raise TypeError(f"not an event: {event!r}")
 
 
-def event_stream(events: Iterable[Event]) -> Iterator[bytes]:
-    """The WSGI body of a reply. Closing it (the client left) closes ``events`` at once."""
+def event_stream(events: Iterable[tuple[int, Event] | Heartbeat]) -> Iterator[bytes]:
+    """The WSGI body of a followed reply: each event with its id, heartbeats as comments.
+    Closing it (the client left) closes ``events`` at once."""
     iterator = iter(events)
     try:
-        for event in iterator:
-            yield encode_event(event)
+        for item in iterator:
+            if isinstance(item, Heartbeat):
+                yield PING
+            else:
+                yield encode_event(*item)
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:

@@ -10,6 +10,7 @@ the behaviour, so one server can back both the provider tests and the app under 
                            comments, blank lines, ``data:`` without a space
   reasoning / reasoning-vllm   thinking in delta.reasoning_content / delta.reasoning first
   slow                     one delta every 20 ms for 40 s (cancel tests)
+  paced                    60 deltas 10 ms apart, then the end (resumption tests)
   hold                     headers, then silence until released or the client leaves
   status-<code>            that HTTP status with an OpenAI error body
   flaky-503                503 on the first request of each test, then the echo
@@ -41,6 +42,7 @@ class OpenAIStandIn(LoopbackHTTPServer):
         self.requests: list[dict] = []  # every JSON body received, with its headers
         self.attempts: Counter = Counter()  # requests per model
         self.disconnected = threading.Event()  # a client left mid-stream
+        self.disconnected_at = 0.0  # time.monotonic() when it was noticed
         self.release = threading.Event()  # ends a "hold"
         self.held = threading.Event()  # a "hold" request has started waiting
         self.lock = threading.Lock()
@@ -54,6 +56,7 @@ class OpenAIStandIn(LoopbackHTTPServer):
             self.requests.clear()
             self.attempts.clear()
         self.disconnected.clear()
+        self.disconnected_at = 0.0
         self.release.clear()
         self.held.clear()
 
@@ -102,6 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._answer(model, body, attempt)
         except (BrokenPipeError, ConnectionResetError):
+            self.server.disconnected_at = self.server.disconnected_at or time.monotonic()
             self.server.disconnected.set()
             self.close_connection = True
         if model in ("cut", "stall", "midstream-error"):
@@ -131,6 +135,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._events([chunk({"content": f"{i} "})])
                 time.sleep(0.02)  # the stand-in's own pacing, as a real model has
             return self._events([chunk(finish="stop")], done=True)
+        if model == "paced":
+            for i in range(60):
+                self._events([chunk({"content": f"{i} "})])
+                time.sleep(0.01)
+            return self._events([chunk(finish="stop"), chunk(usage={
+                "prompt_tokens": 5, "completion_tokens": 60, "total_tokens": 65})], done=True)
         if model == "midstream-error":
             self._events([chunk({"content": "partial "})])
             return self._send(b'data: {"error": {"message": "server overloaded mid-stream", '
@@ -223,7 +233,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence until the test releases us or the client closes its end (seen as EOF)."""
         deadline = time.monotonic() + limit
         while not self.server.release.is_set() and time.monotonic() < deadline:
-            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            readable, _, _ = select.select([self.connection], [], [], 0.01)
             if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                self.server.disconnected_at = time.monotonic()
                 self.server.disconnected.set()
                 raise ConnectionResetError

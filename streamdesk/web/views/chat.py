@@ -1,14 +1,18 @@
-"""``POST /chat``: check the request, prepare the turn, stream the reply as SSE."""
+"""``POST /chat``: check the request, prepare the turn, start the reply and follow it as SSE.
+
+The reply runs on its own (``streamdesk/chat/replies.py``): this response is only its first
+follower. With CANCEL_ON_DISCONNECT the reply stops as soon as this connection closes.
+"""
 from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
 from ...chat.observer import ReplyObserver
-from ...chat.relay import relay_reply
 from ...chat.turn import OperatorRules, prepare_turn
 from ...logs import hash_user
+from ..disconnect import stop_when_gone
 from ..identity import current_user_id
-from ..limits import cap_streams, limit_messages
+from ..limits import limit_messages
 from ..requests_log import current_request_id
 from ..services import services
 from ..sse import event_stream
@@ -26,21 +30,23 @@ STREAM_HEADERS = {
 
 @bp.post("/chat")
 @limit_messages
-@cap_streams
 def chat():
     app = services()
-    ask = parse_turn_request(read_json_object(request), app.settings.max_message_chars)
-    refuse_locked_system(ask.settings or {}, app.settings.lock_system_prompt)
+    settings = app.settings
+    ask = parse_turn_request(read_json_object(request), settings.max_message_chars)
+    refuse_locked_system(ask.settings or {}, settings.lock_system_prompt)
     user_id = current_user_id()  # sets the session cookie now: never inside the generator
     turn = prepare_turn(ask, user_id, store=app.store, registry=app.registry,
-                        rules=OperatorRules(app.settings.system_prompt,
-                                            app.settings.lock_system_prompt))
+                        rules=OperatorRules(settings.system_prompt, settings.lock_system_prompt,
+                                            settings.max_streams_per_user))
     observer = ReplyObserver(
-        provider=turn.provider.name, model_id=turn.reply.model_id,
-        request_id=current_request_id(), user=hash_user(user_id, app.settings.secret_key),
-        message_id=turn.reply.message_id,
-        prompt=ask.message if app.settings.log_content else None)
-    events = relay_reply(turn.provider, turn.request, turn.reply, app.store, observer,
-                         heartbeat_seconds=app.settings.heartbeat_seconds,
-                         save_interval=app.settings.save_interval_seconds)
-    return Response(event_stream(events), mimetype="text/event-stream", headers=STREAM_HEADERS)
+        provider=turn.provider.name, model_id=turn.meta.model, request_id=current_request_id(),
+        user=hash_user(user_id, settings.secret_key), message_id=turn.meta.message_id,
+        prompt=ask.message if settings.log_content else None)
+    live = app.replies.start(turn, observer)
+    body = event_stream(app.replies.follow_live(user_id, live))
+    if settings.cancel_on_disconnect:
+        # gunicorn's gevent worker names the client's socket so; other servers do not.
+        body = stop_when_gone(body, request.environ.get("gunicorn.socket"),
+                              lambda: app.replies.stop(user_id, live.message_id))
+    return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)

@@ -1,0 +1,105 @@
+"""A reply being written by this worker, as its followers see it: the events not yet saved,
+and a way to wait for the next ones.
+
+The worker that generates a reply keeps only the events since its last progress save; older
+ones are read back from the database (``stream_index.replay``), so a follower that reads
+slowly never makes the worker hold the whole reply twice. When the reply ends and is saved,
+nothing of it stays here.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+
+from gevent.event import Event as Signal
+
+from .events import HEARTBEAT, Done, Event, Heartbeat, Meta
+from .stream_index import StreamIndex
+
+_worker_id: str | None = None
+
+
+def worker_id() -> str:
+    """This process, as a reply's owner: "host:pid" (set after gunicorn forks)."""
+    global _worker_id
+    if _worker_id is None or not _worker_id.endswith(f":{os.getpid()}"):
+        _worker_id = f"{socket.gethostname()[:48]}:{os.getpid()}"
+    return _worker_id
+
+
+class LiveReply:
+    def __init__(self, meta: Meta):
+        self.message_id = meta.message_id
+        self.index = StreamIndex(meta)
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.log: list[tuple[int, Event]] = []  # (id, event) since the last progress save
+        self.saved_to = 0  # events up to this id are in the database
+        self.heartbeats = 0
+        self.ended = False
+        self.generator = None  # the greenlet writing it
+        self.closing = False  # it is saving its end: no stop or interruption may cut that
+        self._signal: Signal | None = None
+        self.on_publish: Callable[[int, Event], None] | None = None  # the bus, for others
+
+    def publish(self, event: Event) -> None:
+        """Called by the relay for every event: the per-chunk hot path."""
+        if event is HEARTBEAT:
+            self.heartbeats += 1
+        else:
+            event_id = self.index.advance(event)
+            self.log.append((event_id, event))
+            if self.on_publish is not None:
+                self.on_publish(event_id, event)
+            if type(event) is Done:
+                self.ended = True
+        if self._signal is not None:
+            self._signal.set()
+            self._signal = None
+
+    def saved(self, position: int) -> None:
+        """Events up to ``position`` are in the database: drop them here."""
+        self.saved_to = max(self.saved_to, position)
+        log = self.log
+        keep = 0
+        while keep < len(log) and log[keep][0] <= position:
+            keep += 1
+        del log[:keep]
+
+    def follow(self, after: int, catch_up: Callable[[int], list[tuple[int, Event]]]
+               ) -> Iterator[tuple[int, Event] | Heartbeat]:
+        """Events with ids above ``after`` until ``done``, waiting for new ones; heartbeats
+        while the model is silent. ``catch_up(after)`` reads saved events back."""
+        heartbeats = self.heartbeats
+        while True:
+            if after < self.saved_to:
+                behind = after
+                for event_id, event in catch_up(after):
+                    if event_id > after:
+                        after = event_id
+                        yield event_id, event
+                if after == behind and after < self.saved_to:
+                    raise RuntimeError(f"events of reply {self.message_id} after {after} were "
+                                       "saved but cannot be read back")
+                continue
+            log = self.log
+            start = len(log)
+            while start and log[start - 1][0] > after:
+                start -= 1
+            for event_id, event in log[start:]:
+                after = event_id
+                yield event_id, event
+                if type(event) is Done:
+                    return
+            if self.ended and (not self.log or self.log[-1][0] <= after):
+                return
+            if self.heartbeats != heartbeats:
+                heartbeats = self.heartbeats
+                yield HEARTBEAT
+                continue
+            if (self.log and self.log[-1][0] > after) or after < self.saved_to:
+                continue  # more came while the last events were being written out
+            if self._signal is None:
+                self._signal = Signal()
+            self._signal.wait()

@@ -1,0 +1,248 @@
+"""Replies on their own, without the web: written on a greenlet of their own, followed from
+any event id, stopped, timed out, saved on every path."""
+from __future__ import annotations
+
+import pytest
+from gevent.event import Event as Gate
+
+from providers import ChatRequest, Chunk, Message, Usage
+from providers.errors import BadRequestError, StreamInterruptedError
+from streamdesk.chat.bus import DatabaseBus
+from streamdesk.chat.events import HEARTBEAT, Delta, Done, Failed, Meta, UsageReport
+from streamdesk.chat.observer import ReplyObserver
+from streamdesk.chat.replies import Replies, ReplyPolicy
+from streamdesk.chat.turn import PreparedTurn
+from streamdesk.store import ReplyStatus, Store
+from tests.fakes import FakeProvider, start_turn
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'replies.sqlite3'}")
+    store.migrate()
+    return store
+
+
+@pytest.fixture
+def fake():
+    return FakeProvider()
+
+
+def keeper(store, **policy) -> Replies:
+    policy.setdefault("save_interval_seconds", 0.0)
+    return Replies(store, DatabaseBus(store, policy.get("heartbeat_seconds", 10.0)),
+                   ReplyPolicy(**policy))
+
+
+def begin(store, replies, fake, user="alice"):
+    conversation = store.create_conversation(user, "t", "fake/model")
+    user_message_id, message_id = start_turn(store, user, conversation.id, "question",
+                                             "fake/model")
+    meta = Meta(conversation.id, user_message_id, message_id, "fake/model", 0)
+    turn = PreparedTurn(fake, ChatRequest("model", (Message("user", "question"),)), meta)
+    observer = ReplyObserver(provider="fake", model_id="fake/model", request_id="r",
+                             user="u", message_id=message_id)
+    return replies.start(turn, observer)
+
+
+def events_of(followed) -> list:
+    return [item for item in followed if item is not HEARTBEAT]
+
+
+def saved(store, live, user="alice"):
+    return store.reply(user, live.message_id)
+
+
+def test_a_reply_is_meta_deltas_usage_done_with_ids_that_are_positions(store, fake):
+    fake.enqueue([Chunk(reasoning="hmm"), Chunk(text="Hel"), Chunk(text="lo"),
+                  Chunk(usage=Usage(3, 2, 5)), Chunk(finish_reason="length")])
+    replies = keeper(store)
+    live = begin(store, replies, fake)
+    followed = events_of(replies.follow_live("alice", live))
+    meta = followed[0][1]
+    assert followed == [
+        (1, meta), (4, Delta("reasoning", "hmm")), (7, Delta("text", "Hel")),
+        (9, Delta("text", "lo")), (10, UsageReport(Usage(3, 2, 5))),
+        (11, Done("length", ReplyStatus.COMPLETE))]
+    reply = saved(store, live)
+    assert (reply.content, reply.reasoning, reply.status, reply.finish_reason) == (
+        "Hello", "hmm", ReplyStatus.COMPLETE, "length")
+    assert fake.closed == 1 and live.message_id not in replies.live  # nothing kept in memory
+
+
+def test_a_failure_mid_reply_is_failed_then_done_and_the_partial_reply_stays(store, fake):
+    fake.enqueue(["Half an ", BadRequestError("The service refused.")])
+    replies = keeper(store)
+    followed = events_of(replies.follow_live("alice", begin(store, replies, fake)))
+    assert [event for _, event in followed][-3:] == [
+        Delta("text", "Half an "), Failed("bad_request", "The service refused."),
+        Done("error", ReplyStatus.ERROR)]
+    reply = store.reply("alice", followed[0][1].message_id)
+    assert (reply.content, reply.status, reply.error_code) == ("Half an ", ReplyStatus.ERROR,
+                                                               "bad_request")
+
+
+def test_a_reply_cut_off_upstream_is_saved_interrupted(store, fake):
+    fake.enqueue(["Half", StreamInterruptedError()])
+    replies = keeper(store)
+    live = begin(store, replies, fake)
+    assert events_of(replies.follow_live("alice", live))[-1][1].status == "interrupted"
+    assert saved(store, live).status is ReplyStatus.INTERRUPTED
+
+
+def test_the_reply_goes_on_when_its_follower_leaves(store, fake):
+    gate = Gate()
+    fake.enqueue(["First piece. ", gate, "The rest."])
+    replies = keeper(store)
+    live = begin(store, replies, fake)
+    follower = replies.follow_live("alice", live)
+    assert next(follower)[1] == live.index.meta
+    assert next(follower) == (14, Delta("text", "First piece. "))
+    follower.close()  # the browser went away
+    gate.set()
+    live.generator.join(timeout=5)
+    reply = saved(store, live)
+    assert (reply.content, reply.status) == ("First piece. The rest.", ReplyStatus.COMPLETE)
+
+
+def test_stop_closes_the_upstream_saves_cancelled_and_ends_every_follower(store, fake):
+    never = Gate()
+    fake.enqueue(["Going on ", never, "never sent"])
+    replies = keeper(store)
+    live = begin(store, replies, fake)
+    seen_at_close = []  # what anyone who saw the upstream drop could read at that moment
+    fake.on_close = lambda: seen_at_close.append(saved(store, live).status)
+    first, second = replies.follow_live("alice", live), replies.follow_live("alice", live)
+    assert [next(first)[0], next(first)[0]] == [1, 10]
+    stopped = replies.stop("alice", live.message_id)
+    assert fake.closed == 1  # the upstream is closed by the time stop returns
+    assert seen_at_close == [ReplyStatus.CANCELLED]  # saved before it was closed
+    assert (stopped.status, stopped.content, stopped.finish_reason) == (
+        ReplyStatus.CANCELLED, "Going on ", "cancelled")
+    for follower in (first, second):
+        assert events_of(follower)[-1][1] == Done("cancelled", ReplyStatus.CANCELLED)
+    again = replies.stop("alice", live.message_id)  # idempotent
+    assert again.status is ReplyStatus.CANCELLED
+    assert replies.stop("mallory", live.message_id) is None
+
+
+def test_following_from_any_event_id_gives_exactly_the_rest(store, fake):
+    parts = [Chunk(reasoning="Let me "), Chunk(reasoning="think."), Chunk(text="流式 "),
+             Chunk(text="replies\u2028survive."), Chunk(usage=Usage(4, 3, 7)),
+             Chunk(finish_reason="stop")]
+    fake.enqueue(parts)
+    replies = keeper(store)
+    live = begin(store, replies, fake)
+    whole = events_of(replies.follow_live("alice", live))
+    last = whole[-1][0]
+    units = []  # (position, field, character) of every character, as the ids count them
+    for event_id, event in whole:
+        if isinstance(event, Delta):
+            start = event_id - len(event.text)
+            units += [(start + i + 1, event.field, ch) for i, ch in enumerate(event.text)]
+    for after in range(last + 1):  # the live log is gone: every resume is read back
+        rest = events_of(replies.follow("alice", live.message_id, after))
+        for field in ("text", "reasoning"):
+            received = "".join(e.text for _, e in rest
+                               if isinstance(e, Delta) and e.field == field)
+            assert received == "".join(ch for p, f, ch in units if p > after and f == field)
+        assert [(i, e) for i, e in rest if not isinstance(e, Delta)] == [
+            (i, e) for i, e in whole if i > after and not isinstance(e, Delta)]
+        ids = [i for i, _ in rest]
+        assert ids == sorted(set(ids)) and all(i > after for i in ids)
+        assert not rest or ids[-1] == last
+    assert replies.follow("mallory", live.message_id, 0) is None
+
+
+def test_a_late_follower_reads_saved_events_back_then_follows_live(store, fake):
+    gate = Gate()
+    fake.enqueue(["One. ", "Two. ", gate, "Three."])
+    replies = keeper(store, save_interval_seconds=0.01, heartbeat_seconds=0.05)
+    live = begin(store, replies, fake)
+    early = replies.follow_live("alice", live)
+    for item in early:
+        if item is HEARTBEAT and live.saved_to >= 11:
+            break  # "One. Two. " are in the database and gone from memory
+    assert live.log == []
+    late = replies.follow_live("alice", live, 0)
+    assert next(late)[0] == 1
+    gate.set()
+    received = [e for _, e in events_of(late)]
+    assert "".join(e.text for e in received if isinstance(e, Delta)) == "One. Two. Three."
+
+
+def test_silence_upstream_is_a_heartbeat_and_the_reply_goes_on(store, fake):
+    gate = Gate()
+    fake.enqueue(["Thinking… ", gate, "done."])
+    replies = keeper(store, heartbeat_seconds=0.05)
+    live = begin(store, replies, fake)
+    received = []
+    for item in replies.follow_live("alice", live):
+        received.append(item)
+        if item is HEARTBEAT:
+            gate.set()
+    assert HEARTBEAT in received
+    assert saved(store, live).content == "Thinking… done."
+
+
+def test_a_reply_that_runs_too_long_is_ended_and_saved_interrupted(store, fake):
+    never = Gate()
+    fake.enqueue(["Started ", never])
+    replies = keeper(store, time_limit_seconds=0.1)
+    live = begin(store, replies, fake)
+    followed = events_of(replies.follow_live("alice", live))
+    assert followed[-2][1].code == "time_limit"
+    assert followed[-1][1] == Done("error", ReplyStatus.INTERRUPTED)
+    assert saved(store, live).content == "Started " and fake.closed == 1
+
+
+def test_stop_requests_through_the_database_reach_the_writing_worker(store, fake):
+    never = Gate()
+    fake.enqueue(["Going on ", never])
+    writer, other = keeper(store), keeper(store)  # two workers of one instance, no Redis
+    live = begin(store, writer, fake)
+    follower = writer.follow_live("alice", live)
+    next(follower), next(follower)
+    stopped = other.stop("alice", live.message_id)  # lands on the other worker
+    assert stopped.status is ReplyStatus.CANCELLED and fake.closed == 1
+    assert events_of(follower)[-1][1].finish_reason == "cancelled"
+
+
+def test_a_follower_on_another_worker_reads_saved_progress_until_done(store, fake):
+    gate = Gate()
+    fake.enqueue(["Saved. ", gate, "Then the end."])
+    writer = keeper(store, save_interval_seconds=0.01)
+    other = keeper(store, heartbeat_seconds=0.05)
+    live = begin(store, writer, fake)
+    remote = other.follow("alice", live.message_id, 0)
+    received = []
+    for item in remote:
+        if item is HEARTBEAT:
+            continue
+        received.append(item[1])
+        if item[1] == Delta("text", "Saved. "):
+            gate.set()
+    assert "".join(e.text for e in received if isinstance(e, Delta)) == "Saved. Then the end."
+    assert received[-1] == Done("stop", ReplyStatus.COMPLETE)
+
+
+def test_a_follower_notices_the_writer_died_and_the_reply_reads_interrupted(store, fake):
+    replies = keeper(store, heartbeat_seconds=0.05)
+    conversation = store.create_conversation("alice", "t", "fake/model")
+    _, message_id = start_turn(store, "alice", conversation.id, "q", "fake/model")
+    # "test-host:1" is not this host: make the owner a process of this host that has ended.
+    import socket
+    import subprocess
+
+    from sqlalchemy import update
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+
+    from streamdesk.store.tables import MessageRow
+    with store.engine.begin() as connection:
+        connection.execute(update(MessageRow).where(MessageRow.id == message_id).values(
+            owner=f"{socket.gethostname()[:48]}:{dead.pid}"))
+    followed = events_of(replies.follow("alice", message_id, 0))
+    assert [type(e).__name__ for _, e in followed][-2:] == ["Failed", "Done"]
+    assert followed[-2][1].code == "interrupted"
+    assert store.reply("alice", message_id).status is ReplyStatus.INTERRUPTED
