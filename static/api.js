@@ -39,7 +39,10 @@ export const updateConversation = (id, changes) =>
   request("PATCH", `/api/conversations/${encodeURIComponent(id)}`, changes);
 export const deleteConversation = (id) => request("DELETE", `/api/conversations/${encodeURIComponent(id)}`);
 
-/** POST /chat and yield its events as {event, data: parsed JSON}. Abort with `signal`. */
+/** Stop reply `id` wherever it is being written; answers {id, status} once it is saved. */
+export const stopReply = (id) => request("POST", `/api/messages/${encodeURIComponent(id)}/stop`, {});
+
+/** POST /chat and yield its events as {event, data: parsed JSON, id}. Abort with `signal`. */
 export async function* streamChat(payload, signal) {
   const response = await fetch("/chat", {
     method: "POST",
@@ -47,8 +50,25 @@ export async function* streamChat(payload, signal) {
     body: JSON.stringify(payload),
     signal,
   });
+  yield* eventsOf(response);
+}
+
+/**
+ * Follow reply `id` (GET /api/messages/<id>/events) and yield its events like streamChat.
+ * With `after` (an event id), only what comes after that event; without, from the start.
+ */
+export async function* followReply(id, after, signal) {
+  const headers = { Accept: "text/event-stream" };
+  if (after) headers["Last-Event-ID"] = after;
+  const response = await fetch(`/api/messages/${encodeURIComponent(id)}/events`, {
+    headers, signal, cache: "no-store",
+  });
+  yield* eventsOf(response);
+}
+
+async function* eventsOf(response) {
   if (!response.ok) throw await errorFrom(response);
-  for await (const { event, data } of readEvents(response.body)) {
-    yield { event, data: JSON.parse(data) };
+  for await (const { event, data, id } of readEvents(response.body)) {
+    yield { event, data: JSON.parse(data), id };
   }
 }

@@ -1,5 +1,5 @@
-// The chat page's wiring: which conversation is open, sending and stopping a reply, and what
-// each button does. Messages, markdown, the list, the dialogs and the preferences live in their
+// The chat page's wiring: which conversation is open, sending, following and stopping a reply,
+// and what each button does. Messages, markdown, the list, the dialogs and the preferences live in their
 // own modules; this one holds the state and connects them.
 
 import { signIn } from "./access.js";
@@ -26,16 +26,16 @@ const ui = {
   status: $("status"), newChat: $("new-chat"), settings: $("open-settings"),
   exportMenu: $("export"), language: $("language"), theme: $("theme"),
 };
-const SETTLE_POLL_MS = 1000;
 const COPIED_MS = 1500;
+const STOP_WAIT_MS = 2000; // Stop pressed before the reply's id arrived: wait this long for it
 
 const state = {
   conversation: null, // {id, title, settings} of the open conversation; null: a new chat
   draft: { ...EMPTY_SETTINGS }, // settings chosen for a new chat, sent with its first message
-  controller: null, // the AbortController of the reply being written
+  live: null, // the reply being written, sent or followed: {controller, messageId, stopping}
   syncing: Promise.resolve(), // learning the last turn's ids when its stream never announced them
 };
-const busy = () => state.controller !== null;
+const busy = () => state.live !== null;
 
 translatePage();
 addIcons();
@@ -83,12 +83,18 @@ function showHeader() {
   if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname);
 }
 
+/** Show saved messages; a last reply still being written is returned, to be followed. */
 function renderMessages(messages) {
   ui.messages.replaceChildren();
+  const lastMessage = messages.at(-1);
+  let writing = null;
   for (const message of messages) {
     if (message.role === "user") new UserMessage(ui.messages, message);
-    else AssistantMessage.fromSaved(ui.messages, message, { onRender: follow });
+    else if (message === lastMessage && message.status === STATUS.STREAMING) {
+      writing = AssistantMessage.following(ui.messages, message, { onRender: follow });
+    } else AssistantMessage.fromSaved(ui.messages, message, { onRender: follow });
   }
+  return writing;
 }
 
 let opening = 0; // the latest openConversation call; an older one's answer is dropped
@@ -109,18 +115,15 @@ async function openConversation(id, { refresh = false } = {}) {
     return refreshList();
   }
   state.conversation = summary(conversation);
-  renderMessages(conversation.messages);
+  const writing = renderMessages(conversation.messages);
   if (hasModel(ui.model, conversation.model)) ui.model.value = conversation.model;
   say(null);
   showHeader();
   scroller.toBottom();
-  // A reply still being written (in another tab, or stopped and not yet saved as such):
-  // look again until it settles.
-  if (conversation.messages.some((m) => m.status === STATUS.STREAMING)) {
-    setTimeout(() => {
-      if (state.conversation?.id === id && !busy()) openConversation(id, { refresh: true });
-    }, SETTLE_POLL_MS);
-  }
+  // A reply still being written (before a reload, in another tab or on another device): follow
+  // it live, exactly like one sent from here.
+  if (writing) watch(writing);
+  return undefined;
 }
 
 function newChat() {
@@ -189,12 +192,11 @@ async function send(text, { editId = null } = {}) {
   else for (const [name, value] of Object.entries(state.draft)) if (value !== null) payload[name] = value;
   if (editId) payload.edit_message_id = editId;
 
-  state.controller = new AbortController();
-  setBusy(true);
   let announced = false; // meta gave both messages their ids
+  let stopped;
   try {
-    const status = await streamReply({
-      payload, reply, signal: state.controller.signal,
+    ({ stopped } = await write(reply, {
+      payload,
       onMeta: (meta) => {
         // The ids the server saved this turn under: edit and regenerate need them.
         if (meta.user_message_id) user.element.dataset.id = meta.user_message_id;
@@ -206,32 +208,76 @@ async function send(text, { editId = null } = {}) {
           refreshList();
         }
       },
-    });
-    say(status === STATUS.COMPLETE ? "status.done" : null);
+    }));
   } catch (error) {
     // Refused before streaming (a check or a limit): nothing was saved, so nothing is shown.
     user.element.remove();
     reply.element.remove();
     showHeader();
     sayText(error.message);
+    // E.g. an edit refused because a reply is still being written (elsewhere): show (and
+    // follow) the conversation as it is.
     if (editId && state.conversation) await reopenAfterRefusal();
     return false;
-  } finally {
-    state.controller = null;
-    setBusy(false);
   }
   if (announced) {
-    try {
-      await refreshList(); // the list's order and the title; the messages are already right
-    } catch (error) {
-      sayText(error.message);
-    }
+    await refreshAfterReply();
   } else {
     // The stream broke before meta (e.g. stopped at once): ask the server what it kept.
-    state.syncing = syncWithServer();
+    state.syncing = syncWithServer({ stop: stopped });
     await state.syncing;
   }
   return true;
+}
+
+/** Follow `reply`, a reply being written that was not sent from here (its element has its id). */
+async function watch(reply) {
+  try {
+    await write(reply);
+  } catch (error) {
+    sayText(error.message);
+    return;
+  }
+  await refreshAfterReply();
+}
+
+async function refreshAfterReply() {
+  try {
+    await refreshList(); // the list's order and the title; the messages are already right
+  } catch (error) {
+    sayText(error.message);
+  }
+}
+
+/**
+ * Write `reply` while the page is busy: the answer to `payload`, or without one the reply its
+ * element names, followed. Resolves with {status, stopped}; throws when `payload` was refused.
+ */
+async function write(reply, { payload = null, onMeta = () => {} } = {}) {
+  const live = {
+    controller: new AbortController(),
+    messageId: payload ? null : reply.element.dataset.id, // known at once when following
+    stopping: false, // Stop was pressed
+  };
+  state.live = live;
+  setBusy(true);
+  try {
+    const status = await streamReply({
+      payload, messageId: live.messageId, reply, signal: live.controller.signal,
+      onMeta: (meta) => {
+        live.messageId = meta.message_id;
+        onMeta(meta);
+        if (live.stopping) requestStop(live); // Stop was pressed before the id was known
+      },
+      onResuming: () => say("status.reconnecting"),
+      onResumed: () => say("status.writing"),
+    });
+    say(status === STATUS.COMPLETE ? "status.done" : null);
+    return { status, stopped: live.stopping };
+  } finally {
+    state.live = null;
+    setBusy(false);
+  }
 }
 
 async function reopenAfterRefusal() {
@@ -249,16 +295,28 @@ function removeFrom(id) {
   }
 }
 
-/** After a turn whose stream never said its ids: learn them (edit and regenerate need them). */
-async function syncWithServer() {
+/**
+ * After a turn whose stream never said its ids: learn them (edit and regenerate need them). A
+ * reply the server is still writing is stopped when the user asked for it, else followed.
+ */
+async function syncWithServer({ stop: stopIt = false } = {}) {
   if (!state.conversation) return;
   try {
-    const conversation = await api.getConversation(state.conversation.id);
+    const id = state.conversation.id;
+    let conversation = await api.getConversation(id);
+    const writing = conversation.messages.at(-1);
+    if (stopIt && writing?.status === STATUS.STREAMING) {
+      await api.stopReply(writing.id);
+      conversation = await api.getConversation(id);
+    }
     if (busy() || state.conversation?.id !== conversation.id) return; // moved on meanwhile
     state.conversation = summary(conversation);
-    if (!adoptIds(ui.messages, conversation.messages)) renderMessages(conversation.messages);
+    const stillWriting = conversation.messages.at(-1)?.status === STATUS.STREAMING;
+    const followed = stillWriting || !adoptIds(ui.messages, conversation.messages)
+      ? renderMessages(conversation.messages) : null;
     showHeader();
-    await refreshList();
+    if (followed) watch(followed);
+    else await refreshList();
   } catch (error) {
     sayText(error.message);
   }
@@ -273,7 +331,26 @@ function setBusy(isBusy) {
   if (!isBusy && (stopHadFocus || document.activeElement === document.body)) ui.input.focus();
 }
 
-const stop = () => state.controller?.abort();
+/**
+ * Stop the reply being written: ask the server, wherever it is being written; every page
+ * following it (this one included) then receives `done` with its saved status. Before its id is
+ * known, the request waits for meta (at most STOP_WAIT_MS, then this page stops listening).
+ */
+function stop() {
+  const live = state.live;
+  if (!live || live.stopping) return;
+  live.stopping = true;
+  if (live.messageId) requestStop(live);
+  else setTimeout(() => { if (!live.messageId) live.controller.abort(); }, STOP_WAIT_MS);
+}
+
+async function requestStop(live) {
+  try {
+    await api.stopReply(live.messageId);
+  } catch {
+    live.controller.abort(); // the server could not be asked: at least stop listening
+  }
+}
 
 // Message actions -----------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ export class AssistantMessage {
   constructor(container, { id } = {}, { onRender } = {}) {
     const { element, body } = article("assistant", id);
     this.element = element;
+    this.onRender = onRender;
     this.reasoningText = "";
     this.markdown = new LiveMarkdown(body, { onRender });
     this.footer = document.createElement("footer");
@@ -83,8 +84,8 @@ export class AssistantMessage {
     if (message.reasoning) view.appendReasoning(message.reasoning);
     view.markdown.text = message.content || "";
     if (message.status === STATUS.STREAMING) {
-      // Still being written (in another tab, or just stopped and not yet saved as such): what
-      // was saved so far, with a note; the page looks again until it settles.
+      // Still being written, and not followed (the page follows only the last reply): what was
+      // saved so far, with a note.
       view.markdown.finish();
       view.showNote(STATUS.STREAMING, null, null);
     } else {
@@ -94,8 +95,26 @@ export class AssistantMessage {
     return view;
   }
 
+  /** A saved reply still being written, about to be followed: what was saved so far, live. */
+  static following(container, message, options = {}) {
+    const view = new AssistantMessage(container, { id: message.id }, options);
+    if (message.reasoning) view.appendReasoning(message.reasoning);
+    if (message.content) view.appendText(message.content);
+    return view;
+  }
+
   get text() {
     return this.markdown.text;
+  }
+
+  /** Start over, empty and being written: a stream that replays the reply from its start. */
+  restart() {
+    this.reasoning?.remove();
+    this.reasoning = null;
+    this.reasoningText = "";
+    for (const row of this.element.querySelectorAll(".note-row")) row.remove();
+    this.markdown = new LiveMarkdown(this.element.querySelector(".body"), { onRender: this.onRender });
+    this.setStatus(STATUS.STREAMING);
   }
 
   appendText(text) {

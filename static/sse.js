@@ -4,11 +4,16 @@
 // the CR and LF of one line break. So bytes are decoded with {stream: true} (a partial
 // character waits for the next read), the unfinished last line is carried over, and an event
 // is dispatched only on a blank line. Lines end at CRLF, LF or CR; nothing else.
+//
+// Each event carries the last event id seen so far (`id:` lines; as in the spec it is kept
+// from one event to the next until another `id:` changes it): the page resumes a broken
+// stream after it with Last-Event-ID.
 
 export class SSEParser {
   constructor() {
     this.pending = "";
     this.afterCR = false;
+    this.lastId = ""; // the last event id buffer: not reset between events
     this.reset();
   }
 
@@ -17,7 +22,7 @@ export class SSEParser {
     this.data = [];
   }
 
-  /** Feed decoded text; returns the events completed by it as {event, data}. */
+  /** Feed decoded text; returns the events completed by it as {event, data, id}. */
   feed(text) {
     if (this.afterCR && text.startsWith("\n")) text = text.slice(1);
     this.afterCR = text.endsWith("\r");
@@ -33,7 +38,9 @@ export class SSEParser {
 
   line(line) {
     if (line === "") {
-      const event = this.data.length ? { event: this.type || "message", data: this.data.join("\n") } : null;
+      const event = this.data.length
+        ? { event: this.type || "message", data: this.data.join("\n"), id: this.lastId }
+        : null;
       this.reset();
       return event;
     }
@@ -44,11 +51,12 @@ export class SSEParser {
     if (value.startsWith(" ")) value = value.slice(1);
     if (field === "data") this.data.push(value);
     else if (field === "event") this.type = value;
+    else if (field === "id" && !value.includes("\0")) this.lastId = value;
     return null;
   }
 }
 
-/** Yield {event, data} from a fetch Response body until the stream ends. */
+/** Yield {event, data, id} from a fetch Response body until the stream ends. */
 export async function* readEvents(body) {
   const reader = body.getReader();
   const decoder = new TextDecoder("utf-8");

@@ -114,7 +114,8 @@ def wait_until(page, predicate: str, arg=None, timeout_ms: float = 15_000):
         for (;;) {{
             const value = await predicate(arg);
             if (value) return value;
-            if (performance.now() > deadline) throw new Error({json.dumps("timed out: " + predicate)});
+            if (performance.now() > deadline)
+                throw new Error({json.dumps("timed out: " + predicate)});
             await new Promise((resolve) => setTimeout(resolve, 20));
         }}
     }}""", arg)
@@ -144,7 +145,8 @@ def send_message(page, text: str, model: str | None = None, wait: bool = True,
     page.press("#input", "Enter")
     if wait:
         expect(page.locator("#send")).to_be_visible(timeout=20_000)
-        expect(page.locator("article.message.assistant").last).to_have_attribute("aria-busy", "false")
+        expect(page.locator("article.message.assistant").last).to_have_attribute(
+            "aria-busy", "false")
 
 
 def last_reply(page):

@@ -5,8 +5,8 @@ import pytest
 from playwright.sync_api import expect
 
 pytest.register_assert_rewrite("tests.browser")
-from tests.browser import browser, page, wait_until  # noqa: E402,F401  (fixtures)
-from tests.conftest import AppServer
+from tests.browser import wait_until  # noqa: E402
+from tests.conftest import AppServer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,8 @@ def test_send_watch_the_reply_grow_stop_reload_and_reopen(page, slow_demo_server
     reply = assistant_text(page)
     expect(reply).to_contain_text("offline demo model")
     seen = len(reply.text_content())
-    wait_until(page, "n => document.querySelector('article.message.assistant .body').textContent.length > n",
-               seen)
+    wait_until(page, "n => document.querySelector('article.message.assistant .body')"
+                     ".textContent.length > n", seen)
     expect(page.locator("#stop")).to_be_visible()
 
     page.click("#stop")
@@ -49,9 +49,11 @@ def test_send_watch_the_reply_grow_stop_reload_and_reopen(page, slow_demo_server
     entry.click()
     expect(page.locator("article.message.user .body")).to_have_text("Hello from Chromium 你好")
     expect(page.locator("article.message.assistant .note")).to_have_text("Stopped.")
-    expect(page.locator("article.message.assistant")).to_have_attribute("aria-busy", "false")  # rendered
+    # aria-busy="false": the reply has been rendered.
+    expect(page.locator("article.message.assistant")).to_have_attribute("aria-busy", "false")
     saved = assistant_text(page).text_content()
-    assert saved.startswith(stopped_at[: len(stopped_at) // 2]) and len(saved) >= len(stopped_at) - 40
+    assert saved.startswith(stopped_at[: len(stopped_at) // 2])
+    assert len(saved) >= len(stopped_at) - 40
 
 
 def test_shift_enter_is_a_newline_and_enter_while_composing_does_not_send(page, slow_demo_server):

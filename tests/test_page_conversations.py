@@ -151,7 +151,8 @@ def test_export_a_conversation(open_page, fmt):
     text = open(download.path(), encoding="utf-8").read()
     if fmt == "markdown":
         assert download.suggested_filename == "Export me, 请.md"
-        assert text.startswith("# Export me, 请\n\n## User\n\nExport me, 请\n\n## Assistant (demo/offline)\n\n")
+        assert text.startswith("# Export me, 请\n\n## User\n\nExport me, 请\n\n"
+                               "## Assistant (demo/offline)\n\n")
         assert "## User\n\nSecond turn\n\n## Assistant (openai/reasoning)\n\n" in text
         assert "> Let me think. Done thinking.\n\nAnswer." in text
     else:

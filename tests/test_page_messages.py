@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 pytest.register_assert_rewrite("tests.browser")
-from tests.browser import conversation_json, last_reply, send_message  # noqa: E402
+from tests.browser import conversation_json, last_reply, send_message, wait_until  # noqa: E402
 
 pytest_plugins = ["tests.browser"]  # browser, open_page, page_server: shared by all page tests
 
@@ -127,7 +127,8 @@ def test_reasoning_is_collapsed_above_the_answer_with_the_numbers_below(open_pag
     expect(reply.locator(".body")).to_have_text("Answer.")
     # Tokens from usage (the stand-in reports 7), time to first token, tokens per second.
     expect(reply.locator(".stats-tokens")).to_have_text("7 tokens")
-    expect(reply.locator(".stats-firstToken")).to_have_text(re.compile(r"^first token \d+\.\d\d s$"))
+    expect(reply.locator(".stats-firstToken")).to_have_text(
+        re.compile(r"^first token \d+\.\d\d s$"))
     expect(reply.locator(".stats-speed")).to_have_text(re.compile(r"^\d+\.\d tokens/s$"))
     # Reloaded: the saved usage only; timings were never saved.
     page.reload()
@@ -142,7 +143,8 @@ def test_tokens_are_estimated_when_the_provider_reports_no_usage(open_page):
     send_message(page, "Guess my length", model="openai/slow", wait=False)
     expect(last_reply(page).locator(".body")).to_contain_text("5 ")
     page.click("#stop")
-    expect(last_reply(page).locator(".stats-tokensEstimated")).to_have_text(re.compile(r"^≈\d+ tokens$"))
+    expect(last_reply(page).locator(".stats-tokensEstimated")).to_have_text(
+        re.compile(r"^≈\d+ tokens$"))
 
 
 def test_the_model_picker_groups_models_by_provider(open_page):
@@ -176,6 +178,7 @@ def test_settings_apply_to_the_conversation_and_are_kept(open_page):
                                                    "max_tokens": 100}
     # After a reload the dialog shows them; clearing one stores null.
     page.reload()
+    expect(last_reply(page)).to_have_attribute("aria-busy", "false")  # the conversation is open
     page.click("#open-settings")
     expect(dialog.get_by_label("System prompt")).to_have_value("Be brief.")
     expect(dialog.get_by_label("Temperature")).to_have_value("0.5")
@@ -205,7 +208,8 @@ def test_a_refused_message_gives_its_text_back_with_the_reason(open_page):
     # The server refuses before streaming (here: its rate limit), so nothing was saved.
     page.route("**/chat", lambda route: route.fulfill(
         status=429, content_type="application/json", headers={"Retry-After": "30"},
-        body='{"error": {"code": "rate_limited", "message": "Too many messages: try again in 30 s."}}'))
+        body='{"error": {"code": "rate_limited", '
+             '"message": "Too many messages: try again in 30 s."}}'))
     send_message(page, "Will be refused", wait=False)
     expect(page.locator("#status")).to_have_text("Too many messages: try again in 30 s.")
     expect(page.locator("article.message")).to_have_count(0)
@@ -213,7 +217,7 @@ def test_a_refused_message_gives_its_text_back_with_the_reason(open_page):
     expect(page.locator("#send")).to_be_visible()
 
 
-def test_a_reply_still_being_written_elsewhere_shows_what_was_saved_and_settles(open_page):
+def test_a_reply_still_being_written_elsewhere_is_followed_live_and_settles(open_page):
     writer = open_page()
     send_message(writer, "Count for both tabs", model="openai/slow", wait=False)
     expect(last_reply(writer).locator(".body")).to_contain_text("60 ")  # saved at least once
@@ -222,10 +226,17 @@ def test_a_reply_still_being_written_elsewhere_shows_what_was_saved_and_settles(
     reader.on("pageerror", lambda error: errors.append(str(error)))
     reader.goto(writer.url)  # the address names the conversation
     reply = last_reply(reader)
-    expect(reply.locator(".note")).to_have_text("Still being written…")
+    # Followed live (tests/test_page_resume.py has the details): growing, with Stop, no note.
+    expect(reply).to_have_attribute("aria-busy", "true")
+    expect(reader.locator("#stop")).to_be_visible()
     expect(reply.locator(".body")).to_contain_text("1 2 3")
+    length = len(reply.locator(".body").text_content())
+    wait_until(reader, """n => document.querySelector(
+        '#messages > article.assistant:last-child .body').textContent.length > n""", length)
+    expect(reply.locator(".note")).to_have_count(0)
     expect(reply.locator("[data-action=retry]")).to_have_count(0)
     writer.click("#stop")
-    # The reader looks again each second until the reply has settled.
-    expect(last_reply(reader).locator(".note")).to_have_text("Stopped.", timeout=10_000)
+    # The reader's stream ends with the saved status: no polling, no reload.
+    expect(last_reply(reader).locator(".note")).to_have_text("Stopped.")
+    expect(reader.locator("#send")).to_be_visible()
     assert not errors

@@ -22,7 +22,8 @@ def test_chinese_browser_gets_the_chinese_page(open_page):
     page = open_page(locale="zh-CN")
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     expect(page.locator("#new-chat")).to_have_text("新对话")
-    expect(page.locator("#input")).to_have_attribute("placeholder", "给模型发消息。Enter 发送，Shift+Enter 换行。")
+    expect(page.locator("#input")).to_have_attribute(
+        "placeholder", "给模型发消息。Enter 发送，Shift+Enter 换行。")
     expect(page.get_by_role("button", name="设置")).to_be_visible()
     expect(page.locator("#language")).to_have_value("zh-CN")
     send_message(page, "你好")
@@ -38,8 +39,10 @@ def test_the_language_switch_translates_everything_and_is_remembered(open_page):
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     expect(page.locator("#new-chat")).to_have_text("新对话")
     # What the page made before the switch follows it too.
-    expect(last_reply(page).locator("[data-action=regenerate]")).to_have_attribute("aria-label", "重新生成")
-    expect(page.locator(".conversation-open + .icon-button")).to_have_attribute("aria-label", "重命名“Hello”")
+    expect(last_reply(page).locator("[data-action=regenerate]")).to_have_attribute(
+        "aria-label", "重新生成")
+    expect(page.locator(".conversation-open + .icon-button")).to_have_attribute(
+        "aria-label", "重命名“Hello”")
     page.reload()
     wait_until_ready(page)
     expect(page.locator("#new-chat")).to_have_text("新对话")
@@ -57,7 +60,8 @@ def test_the_theme_follows_the_system(open_page):
     assert background(light) == WHITE
 
 
-@pytest.mark.parametrize("system, chosen, colour", [("dark", "light", WHITE), ("light", "dark", DARK)])
+@pytest.mark.parametrize("system, chosen, colour",
+                         [("dark", "light", WHITE), ("light", "dark", DARK)])
 def test_the_theme_switch_overrides_the_system_and_is_remembered(open_page, system, chosen, colour):
     page = open_page(color_scheme=system)
     page.select_option("#theme", chosen)

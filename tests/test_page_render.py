@@ -41,7 +41,8 @@ HOSTILE = """<img src=x onerror="window.pwned='img'">
 
 [click me](javascript:window.pwned='link') and [data](data:text/html,<script>alert(1)</script>)
 
-An inline <a href="javascript:window.pwned='a'">anchor</a> and <svg onload="window.pwned='svg'"></svg>
+An inline <a href="javascript:window.pwned='a'">anchor</a> and \
+<svg onload="window.pwned='svg'"></svg>
 
 <form action="/chat"><button>go</button></form><style>body{display:none}</style>
 
@@ -52,7 +53,8 @@ An inline <a href="javascript:window.pwned='a'">anchor</a> and <svg onload="wind
 $\\href{javascript:window.pwned='katex'}{x}$ and a <br> kept.
 """
 
-DANGEROUS = "script, iframe, object, embed, form, style, img, svg[onload], input, button:not([data-action]), link, meta"
+DANGEROUS = ("script, iframe, object, embed, form, style, img, svg[onload], input, "
+             "button:not([data-action]), link, meta")
 
 
 def test_markdown_code_tables_and_all_four_latex_delimiters_render(open_page):
@@ -106,7 +108,8 @@ def test_the_sanitizer_itself_drops_every_dangerous_construct(open_page):
             <script>window.pwned=1</script><iframe src="https://example.com"></iframe>
             <object data="x"></object><embed src="x"><form><input></form><style>*{}</style>
             <img src=x onerror="window.pwned=2"><p onclick="window.pwned=3">p</p>
-            <a id="js" href="javascript:window.pwned=4">js</a><a id="data" href="data:text/html,x">d</a>
+            <a id="js" href="javascript:window.pwned=4">js</a>\
+<a id="data" href="data:text/html,x">d</a>
             <a id="ok" href="https://example.com" target="_self">ok</a>
             <svg><a id="svg" xlink:href="javascript:alert(1)">s</a></svg>`));
         return {
@@ -138,7 +141,8 @@ def test_code_copy_button_copies_the_code(open_page):
 # Plain-HTTP intranet: no navigator.clipboard outside a secure context. Record what the
 # fallback hands to execCommand("copy").
 NO_CLIPBOARD = """
-Object.defineProperty(Navigator.prototype, 'clipboard', { get: () => undefined, configurable: true });
+Object.defineProperty(Navigator.prototype, 'clipboard', {
+  get: () => undefined, configurable: true });
 window.copied = [];
 const execCommand = Document.prototype.execCommand;
 Document.prototype.execCommand = function (command, ...rest) {
@@ -167,10 +171,12 @@ def test_copy_works_without_the_clipboard_api_as_on_plain_http(open_page, browse
 def stream_watch_script() -> str:
     """Observe renders: per reply element, which animation frame each DOM change fell in."""
     return """() => {
-        window.watch = { renders: [], earlierChanged: 0, longTasks: [], firstBlock: null, started: null };
+        window.watch = {
+            renders: [], earlierChanged: 0, longTasks: [], firstBlock: null, started: null };
         const [earlier] = document.querySelectorAll('article.message.assistant');
         if (earlier) new MutationObserver(() => { window.watch.earlierChanged++; })
-            .observe(earlier, { subtree: true, childList: true, characterData: true, attributes: true });
+            .observe(earlier,
+                     { subtree: true, childList: true, characterData: true, attributes: true });
         new MutationObserver((records) => {
             for (const record of records) for (const node of record.addedNodes) {
                 if (node.matches?.('article.message.assistant')) {
@@ -187,7 +193,8 @@ def stream_watch_script() -> str:
         }).observe(document.getElementById('messages'), { childList: true });
         new PerformanceObserver((list) => {
             for (const entry of list.getEntries()) {
-                window.watch.longTasks.push([Math.round(entry.startTime), Math.round(entry.duration)]);
+                window.watch.longTasks.push(
+                    [Math.round(entry.startTime), Math.round(entry.duration)]);
             }
         }).observe({ type: 'longtask' });
     }"""
@@ -201,10 +208,13 @@ def long_markdown(target_chars: int) -> str:
         sections.append(
             f"## Part {n}\n\n"
             f"This paragraph explains step {n} of the procedure in some detail, with **bold**, "
-            f"`inline code` and a formula $x_{n} = x_{{{n - 1}}} + \\frac{{1}}{{{n}}}$ to typeset. "
-            "It keeps going for a while so that the text wraps over a few lines on a wide screen.\n\n"
+            f"`inline code` and a formula $x_{n} = x_{{{n - 1}}} + \\frac{{1}}{{{n}}}$ "
+            "to typeset. "
+            "It keeps going for a while so that the text wraps over a few lines "
+            "on a wide screen.\n\n"
             f"- first point of part {n}\n- second point, with *emphasis*\n- third point\n\n"
-            f"```python\ndef step_{n}(value):\n    # part {n}\n    return [v * {n} for v in value]\n```\n\n"
+            f"```python\ndef step_{n}(value):\n    # part {n}\n"
+            f"    return [v * {n} for v in value]\n```\n\n"
             f"| key | value |\n|-----|-------|\n| part | {n} |\n| square | {n * n} |\n\n"
             f"$$\\sum_{{k=1}}^{{{n}}} k = \\frac{{{n}({n}+1)}}{{2}}$$\n\n")
     return "".join(sections)

@@ -9,7 +9,8 @@ from tests.browser import last_reply, send_message, wait_until  # noqa: E402
 
 pytest_plugins = ["tests.browser"]  # browser, open_page, page_server: shared by all page tests
 
-GAP = "() => { const m = document.getElementById('messages'); return m.scrollHeight - m.scrollTop - m.clientHeight; }"
+GAP = ("() => { const m = document.getElementById('messages'); "
+       "return m.scrollHeight - m.scrollTop - m.clientHeight; }")
 GROWS_BY = """([px, from]) => document.getElementById('messages').scrollHeight > from + px"""
 
 
