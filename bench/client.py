@@ -9,6 +9,11 @@ Modes (what is asked and how the end of a reply is recognised):
   direct  POST /v1/chat/completions to the stand-in upstream itself; ends at ``data: [DONE]``
   naive   POST /chat to bench/naive_relay.py; OpenAI-shaped events, ends at ``data: [DONE]``
 
+With ``--followers N`` (relay only) each POST /chat stream, once its ``meta`` event has
+come, opens N more connections to ``GET /api/messages/<message_id>/events`` with the session
+cookie its POST response set, and reads them to the end like the stream itself. Followers are
+tallied apart (``followers`` in the output): the main figures stay those of the POST streams.
+
 Each chunk's text carries ``~<seq>@<send ns>~`` (bench/upstream.py). The receive time is
 ``time.monotonic_ns()`` when the bytes are handed to this process, for every chunk in that
 read. A stream *completes* when its end event arrived, no error event came, the HTTP body
@@ -31,16 +36,63 @@ import time
 _STAMP = re.compile(rb"~(\d+)@(\d+)~")
 _RELAY_DONE = re.compile(rb'event: done\r?\ndata: \{"finish_reason":"([a-z_]*)"')
 _RELAY_ERROR = re.compile(rb"event: error\r?\ndata: (.*)")
+_RELAY_META = re.compile(rb"event: meta\r?\ndata: (\{.*\})")
+
+
+class Tally:
+    """What one kind of stream (the POST streams, or their followers) added up to."""
+
+    def __init__(self, steady_from: int):
+        self.latencies: list[int] = []
+        # Chunks written once every stream has been open for a second: the relay's steady
+        # cost, without the burst of stream set-ups during the ramp.
+        self.steady: list[int] = []
+        self.steady_from = steady_from
+        self.ttft: list[int] = []
+        self.durations: list[int] = []
+        self.opened = 0
+        self.completed = 0
+        self.failed = 0
+        self.received = 0
+        self.dupes = 0
+        self.disorder = 0
+        self.errors: dict[str, int] = {}
+        self.connect_failures = 0
+        self.streaming = 0  # answered 200 and not finished: what the server holds open
+        self.peak_streaming = 0
+
+    def fail(self, error: str, n: int = 1) -> None:
+        self.failed += n
+        key = re.sub(r"\d+", "N", error)[:120]
+        self.errors[key] = self.errors.get(key, 0) + n
+
+    def record(self, stream: Stream) -> None:
+        self.received += stream.count
+        self.dupes += stream.dupes
+        self.disorder += stream.disorder
+        if stream.t_first:
+            self.ttft.append(stream.t_first - stream.t_start)
+        if stream.error is None:
+            self.completed += 1
+            self.durations.append(time.monotonic_ns() - stream.t_start)
+        else:
+            self.fail(stream.error)
 
 
 class Stream(asyncio.Protocol):
     __slots__ = ("run", "index", "t_start", "t_first", "status", "head", "raw", "sse", "chunked",
                  "length", "seen", "count", "dupes", "last_seq", "disorder", "ended", "terminal",
-                 "error", "transport", "body_done", "finished", "lat")
+                 "error", "transport", "body_done", "finished", "lat", "tally", "request",
+                 "follower", "cookie", "followed")
 
-    def __init__(self, run: Run, index: int):
+    def __init__(self, run: Run, index: int, follower: bool = False, request: bytes = b""):
         self.run = run
         self.index = index
+        self.follower = follower
+        self.tally = run.follow if follower else run.main
+        self.request = request or run.request_bytes
+        self.cookie = ""  # name=value pairs of the response's Set-Cookie headers
+        self.followed = False  # followers opened (after the meta event)
         self.t_start = time.monotonic_ns()
         self.t_first = 0
         self.status = 0
@@ -59,11 +111,11 @@ class Stream(asyncio.Protocol):
         self.transport = None
         self.body_done = False
         self.finished = False
-        self.lat = run.latencies
+        self.lat = self.tally.latencies
 
     def connection_made(self, transport):
         self.transport = transport
-        transport.write(self.run.request_bytes)
+        transport.write(self.request)
 
     def data_received(self, data):
         now = time.monotonic_ns()
@@ -72,9 +124,15 @@ class Stream(asyncio.Protocol):
             end = self.head.find(b"\r\n\r\n")
             if end < 0:
                 return
-            head = bytes(self.head[:end]).decode("latin-1").lower()
+            head = bytes(self.head[:end]).decode("latin-1")
             data = bytes(self.head[end + 4:])
             self.head = None
+            if self.run.followers and not self.follower:
+                # values keep their case: only the header names are case-insensitive
+                self.cookie = "; ".join(
+                    line.split(":", 1)[1].strip().split(";", 1)[0]
+                    for line in head.split("\r\n") if line[:11].lower() == "set-cookie:")
+            head = head.lower()
             try:
                 self.status = int(head.split(" ", 2)[1])
             except (IndexError, ValueError):
@@ -86,10 +144,10 @@ class Stream(asyncio.Protocol):
                 self.error = f"HTTP {self.status}"
                 self.transport.close()
                 return
-            run = self.run
-            run.streaming += 1
-            if run.streaming > run.peak_streaming:
-                run.peak_streaming = run.streaming
+            tally = self.tally
+            tally.streaming += 1
+            if tally.streaming > tally.peak_streaming:
+                tally.peak_streaming = tally.streaming
         if self.chunked:
             raw = self.raw
             raw += data
@@ -123,7 +181,8 @@ class Stream(asyncio.Protocol):
             return
         block = bytes(sse[:end + 2])
         del sse[:end + 2]
-        seen, lat, steady, steady_from = self.seen, self.lat, self.run.steady, self.run.steady_from
+        seen, lat = self.seen, self.lat
+        steady, steady_from = self.tally.steady, self.tally.steady_from
         for match in _STAMP.finditer(block):
             seq = int(match.group(1))
             if seq >= len(seen):
@@ -143,6 +202,15 @@ class Stream(asyncio.Protocol):
             if not self.t_first:
                 self.t_first = now
         if self.run.mode == "relay":
+            if not self.followed and self.run.followers and not self.follower \
+                    and b"event: meta" in block:
+                self.followed = True
+                match = _RELAY_META.search(block)
+                try:
+                    message_id = json.loads(match.group(1))["message_id"]
+                except (AttributeError, ValueError, KeyError, TypeError):
+                    message_id = None
+                self.run.open_followers(self, message_id)
             if b"event: error" in block:
                 match = _RELAY_ERROR.search(block)
                 self.error = "error event: " + (match.group(1)[:200].decode("utf-8", "replace")
@@ -174,12 +242,15 @@ class Stream(asyncio.Protocol):
         self.finished = True
         run = self.run
         if self.status == 200:
-            run.streaming -= 1
+            self.tally.streaming -= 1
         expected_end = "done:stop" if run.mode == "relay" else "[DONE]"
         if self.error is None and self.terminal != expected_end:
             self.error = f"ended with {self.terminal or 'no end event'}"
         if self.error is None and self.count != run.chunks:
             self.error = f"{run.chunks - self.count} chunks missing"
+        if run.followers and not self.follower and not self.followed:
+            self.followed = True  # its followers could not open: they count as failed
+            run.open_followers(self, None)
         run.record(self)
         if self.transport is not None:
             self.transport.close()
@@ -190,23 +261,13 @@ class Run:
         self.args = args
         self.mode = args.mode
         self.chunks = args.chunks
-        self.latencies: list[int] = []
-        # Chunks written once every stream has been open for a second: the relay's steady
-        # cost, without the burst of stream set-ups during the ramp.
-        self.steady: list[int] = []
-        self.steady_from = time.monotonic_ns() + int((args.ramp + 1.0) * 1e9)
-        self.ttft: list[int] = []
-        self.durations: list[int] = []
-        self.completed = 0
-        self.failed = 0
-        self.received = 0
-        self.dupes = 0
-        self.disorder = 0
-        self.errors: dict[str, int] = {}
+        self.followers = args.followers if self.mode == "relay" else 0
+        steady_from = time.monotonic_ns() + int((args.ramp + 1.0) * 1e9)
+        self.main = Tally(steady_from)  # the streams the client asked for
+        self.follow = Tally(steady_from)  # GET /api/messages/<id>/events, --followers per stream
         self.pending = args.streams
-        self.streaming = 0  # answered 200 and not finished: what the server holds open
-        self.peak_streaming = 0
         self.streams: list[Stream] = []
+        self.tasks: list[asyncio.Future] = []
         self.all_done = asyncio.Event()
         message = json.dumps({"bench": "ticks", "chunks": args.chunks,
                               "interval_ms": args.interval_ms, "pad": args.pad})
@@ -225,19 +286,39 @@ class Run:
             f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
             f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
 
+    def open(self, stream: Stream) -> None:
+        """Connect ``stream`` (in a task of its own)."""
+        self.streams.append(stream)
+        self.tasks.append(asyncio.ensure_future(self._connect(stream)))
+
+    async def _connect(self, stream: Stream) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_connection(lambda: stream, self.args.host, self.args.port)
+        except OSError as error:
+            stream.tally.connect_failures += 1
+            stream.error = f"connect: {error.__class__.__name__}"
+            stream._finish()
+
+    def open_followers(self, stream: Stream, message_id: str | None) -> None:
+        """``--followers`` connections following ``stream``'s reply, with its session cookie;
+        when it never told its message id, they count as failed without a connection."""
+        n = self.followers
+        if not message_id:
+            self.follow.fail("not opened: " + ("no message_id in the meta event" if stream.followed
+                                               and not stream.finished else "no meta event"), n)
+            return
+        request = (f"GET /api/messages/{message_id}/events HTTP/1.1\r\n"
+                   f"Host: {self.args.host}:{self.args.port}\r\nAccept: text/event-stream\r\n"
+                   + (f"Cookie: {stream.cookie}\r\n" if stream.cookie else "")
+                   + "\r\n").encode()
+        self.pending += n
+        self.follow.opened += n
+        for _ in range(n):
+            self.open(Stream(self, stream.index, follower=True, request=request))
+
     def record(self, stream: Stream):
-        self.received += stream.count
-        self.dupes += stream.dupes
-        self.disorder += stream.disorder
-        if stream.t_first:
-            self.ttft.append(stream.t_first - stream.t_start)
-        if stream.error is None:
-            self.completed += 1
-            self.durations.append(time.monotonic_ns() - stream.t_start)
-        else:
-            self.failed += 1
-            key = re.sub(r"\d+", "N", stream.error)[:120]
-            self.errors[key] = self.errors.get(key, 0) + 1
+        stream.tally.record(stream)
         self.pending -= 1
         if self.pending == 0:
             self.all_done.set()
@@ -265,6 +346,20 @@ async def lag_monitor(samples: list[float], stop: asyncio.Event, period: float =
         samples.append((time.monotonic() - t - period) * 1000)
 
 
+def tally_figures(tally: Tally, streams: int, chunks: int) -> dict:
+    expected = streams * chunks
+    return {
+        "completed": tally.completed, "failed": tally.failed,
+        "chunks_expected": expected, "chunks_received": tally.received,
+        "chunks_lost": expected - tally.received, "duplicates": tally.dupes,
+        "out_of_order": tally.disorder, "errors": tally.errors,
+        "connect_failures": tally.connect_failures, "peak_streaming": tally.peak_streaming,
+        "latency_ms": percentiles(tally.latencies), "ttft_ms": percentiles(tally.ttft),
+        "steady_latency_ms": percentiles(tally.steady),
+        "stream_duration_ms": percentiles(tally.durations),
+    }
+
+
 async def main_async(args) -> dict:
     loop = asyncio.get_running_loop()
     run = Run(args)
@@ -273,57 +368,41 @@ async def main_async(args) -> dict:
     monitor = asyncio.ensure_future(lag_monitor(lags, stop))
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = loop.time()
-    connect_failures = 0
-
-    async def open_stream(i: int):
-        nonlocal connect_failures
-        stream = Stream(run, i)
-        run.streams.append(stream)
-        try:
-            await loop.create_connection(lambda: stream, args.host, args.port)
-        except OSError as error:
-            connect_failures += 1
-            stream.error = f"connect: {error.__class__.__name__}"
-            stream._finish()
-
-    tasks = []
     for i in range(args.streams):
         at = t0 + (args.ramp * i / args.streams if args.streams > 1 else 0)
         delay = at - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(open_stream(i)))
+        run.open(Stream(run, i))
     deadline = t0 + args.ramp + args.chunks * args.interval_ms / 1000 + args.slack
     try:
         await asyncio.wait_for(run.all_done.wait(), max(0.1, deadline - loop.time()))
     except TimeoutError:
-        for stream in run.streams:
+        for stream in list(run.streams):  # a POST stream failing now may still add followers
             if not stream.finished:
                 stream.error = stream.error or f"timeout ({stream.count} chunks read)"
                 stream._finish()
-        for task in tasks:
+        for task in run.tasks:
             task.cancel()
     wall = loop.time() - t0
     stop.set()
     await monitor
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
-    expected = args.streams * args.chunks
-    return {
+    result = {
         "mode": args.mode, "streams": args.streams, "chunks_per_stream": args.chunks,
         "interval_ms": args.interval_ms, "ramp_s": args.ramp,
-        "completed": run.completed, "failed": run.failed,
-        "chunks_expected": expected, "chunks_received": run.received,
-        "chunks_lost": expected - run.received, "duplicates": run.dupes,
-        "out_of_order": run.disorder, "errors": run.errors,
-        "connect_failures": connect_failures, "peak_streaming": run.peak_streaming,
-        "latency_ms": percentiles(run.latencies), "ttft_ms": percentiles(run.ttft),
-        "steady_latency_ms": percentiles(run.steady),
-        "stream_duration_ms": percentiles(run.durations),
+        **tally_figures(run.main, args.streams, args.chunks),
+        "followers_per_stream": run.followers,
         "wall_s": round(wall, 3),
         "client_cpu_s": round(usage1.ru_utime + usage1.ru_stime
                               - usage0.ru_utime - usage0.ru_stime, 3),
         "client_loop_lag_ms": percentiles([int(x * 1e6) for x in lags]),
     }
+    if run.followers:
+        streams = args.streams * run.followers
+        result["followers"] = {"streams": streams, "opened": run.follow.opened,
+                               **tally_figures(run.follow, streams, args.chunks)}
+    return result
 
 
 def main() -> None:
@@ -339,7 +418,12 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which to connect")
     parser.add_argument("--slack", type=float, default=20.0,
                         help="seconds past the ideal end before unfinished streams fail")
+    parser.add_argument("--followers", type=int, default=0,
+                        help="relay only: per stream, connections that follow its reply with "
+                             "GET /api/messages/<id>/events once its meta event came (0)")
     args = parser.parse_args()
+    if args.followers < 0 or (args.followers and args.mode != "relay"):
+        parser.error("--followers takes a count >= 0, and only with --mode relay")
     try:
         import uvloop
         runner = uvloop.run

@@ -36,7 +36,31 @@ def _added(path: dict, direct: dict | None, q: str, key: str = "latency_ms") -> 
     return path[key][q] - direct[key][q]
 
 
-def _row(streams: int, name: str, r: dict, direct: dict | None) -> str:
+def _path(name: str, r: dict, env: dict | None = None) -> str:
+    """The row's path: ``relay``, its variant's variables, and its followers per stream."""
+    label = name + (", " + ", ".join(f"{k}={v}" for k, v in env.items()) if env else "")
+    n = r.get("followers_per_stream") or 0
+    if n:
+        label += f" + {n} follower{'s' if n > 1 else ''} per stream"
+    return label
+
+
+def _followers_cell(r: dict) -> str:
+    """Followers per stream: completed / failed, chunks lost (— where a path has none)."""
+    follow = r.get("followers")
+    if not follow:
+        return "0" if "followers_per_stream" in r and r.get("server") == "app" else "—"
+    return (f"{r['followers_per_stream']}: {follow['completed']:,} / {follow['failed']:,}, "
+            f"{follow['chunks_lost']:,} lost")
+
+
+def _with_followers(results: dict) -> bool:
+    rows = [row.get("relay") or {} for row in results["levels"]] + results.get("variants", [])
+    return any(r.get("followers") for r in rows)
+
+
+def _row(streams: int, name: str, r: dict, direct: dict | None,
+         followers: bool = False) -> str:
     lat, ttft = r.get("latency_ms") or {}, r.get("ttft_ms") or {}
     added = "—"
     if name != "direct":
@@ -53,13 +77,15 @@ def _row(streams: int, name: str, r: dict, direct: dict | None) -> str:
     peak = f"{r['peak_rss_kb'] / 1024:.0f}" if "peak_rss_kb" in r else "—"
     per = f"{r['rss_per_stream_kb']:.0f}" if "rss_per_stream_kb" in r else "—"
     return (f"| {streams:,} | {name} | {r['completed']:,} / {r['failed']:,} | "
-            f"{r['chunks_lost']:,} | "
+            f"{r['chunks_lost']:,} | " + (f"{_followers_cell(r)} | " if followers else "") +
             f"{_ms(lat.get('p50'))} / {_ms(lat.get('p99'))} / {_ms(lat.get('max'))} | {added} | "
             f"{after} | {_ms(ttft.get('p50'))} / {_ms(ttft.get('p99'))} | {cpu} | {peak} | {per} |")
 
 
 def _relay_section(results: dict) -> str:
     f = results["facts"]
+    followers = _with_followers(results)
+    n = f.get("followers") or 0
     lines = [
         f"Measured {f['date']} on commit `{f['commit']}` ({f['commit_subject']})"
         + (f", with uncommitted changes in {len(f['dirty_files'])} file(s)"
@@ -71,23 +97,29 @@ def _relay_section(results: dict) -> str:
         f"Each stream: {f['chunks']} chunks at {f['rate']:g} per second "
         f"({f['chunks'] / f['rate']:g} s), all streams opened over {f['ramp']:g} s; app with "
         f"WEB_CONCURRENCY={f['workers']}" + (f", {f['env']}" if f["env"] else "")
+        + (f"; every relayed stream followed by {n} more connection{'s' if n > 1 else ''} "
+           "(`GET /api/messages/<id>/events`)" if n else "")
         + f". Whole run: {results.get('elapsed_s', '?')} s.",
         "",
-        "| streams | path | completed / failed | chunks lost | latency p50 / p99 / max (ms) | "
+        "| streams | path | completed / failed | chunks lost | "
+        + ("followers per stream: completed / failed, chunks lost | " if followers else "")
+        + "latency p50 / p99 / max (ms) | "
         "added p50 / p99 (ms) | after the ramp: p50 / p99 (added) (ms) | TTFT p50 / p99 (ms) | "
         "server CPU (s) | peak RSS (MB) | RSS per stream (KB) |",
-        "|---:|---|---:|---:|---|---|---|---|---:|---:|---:|",
+        "|---:|---|---:|---:|" + ("---|" if followers else "")
+        + "---|---|---|---|---:|---:|---:|",
     ]
     for row in results["levels"]:
         direct = row.get("direct")
         for name in ("direct", "relay", "naive"):
             if name in row:
-                lines.append(_row(row["streams"], name, row[name], direct))
+                lines.append(_row(row["streams"], _path(name, row[name]), row[name], direct,
+                                  followers))
     by_level = {row["streams"]: row for row in results["levels"]}
     for variant in results.get("variants", []):
-        env = ", ".join(f"{k}={v}" for k, v in variant["env"].items())
         direct = by_level.get(variant["streams"], {}).get("direct")
-        lines.append(_row(variant["streams"], f"relay, {env}", variant, direct))
+        lines.append(_row(variant["streams"], _path("relay", variant, variant["env"]), variant,
+                          direct, followers))
     lines += [
         "",
         "*latency*: upstream write → client read of each chunk, over every chunk of every stream. "
@@ -98,18 +130,24 @@ def _relay_section(results: dict) -> str:
         "the gunicorn master and workers (or the naive process) during the level. *RSS per "
         "stream*: (peak summed RSS under load − idle RSS after warm-up) / the peak number of "
         "streams open at once (answered and not finished, as the client saw them; shown in the "
-        "second table).",
+        "second table)."
+        + (" *followers*: per relayed stream, connections that follow its reply with "
+           "`GET /api/messages/<id>/events` (its session cookie) from its `meta` event to the "
+           "end, counted apart: every other column is the POST streams' alone (RSS per stream "
+           "is per reply, its followers included), so rows with and without followers compare "
+           "like for like." if followers else ""),
         "",
         "Load side (to show it is not the bottleneck) and what the server logged:",
         "",
         "| streams | path | peak open | client CPU (s) | client loop lag p99 / max (ms) | "
-        "upstream CPU (s) | other processes' CPU (s) | errors seen by the client | server log |",
-        "|---:|---|---:|---:|---|---:|---:|---|---|",
+        "upstream CPU (s) | other processes' CPU (s) | errors seen by the client | "
+        + ("followers: peak open, latency p50 / p99 (ms), TTFT p50 / p99 (ms), errors | "
+           if followers else "") + "server log |",
+        "|---:|---|---:|---:|---|---:|---:|---|" + ("---|" if followers else "") + "---|",
     ]
-    rows = [(row["streams"], name, row[name]) for row in results["levels"]
+    rows = [(row["streams"], _path(name, row[name]), row[name]) for row in results["levels"]
             for name in ("direct", "relay", "naive") if name in row]
-    rows += [(v["streams"], "relay, " + ", ".join(f"{k}={x}" for k, x in v["env"].items()), v)
-             for v in results.get("variants", [])]
+    rows += [(v["streams"], _path("relay", v, v["env"]), v) for v in results.get("variants", [])]
     for streams, name, r in rows:
         lag = r.get("client_loop_lag_ms") or {}
         errors = "; ".join(f"{n}× {e}" for e, n in sorted(r.get("errors", {}).items(),
@@ -120,10 +158,22 @@ def _relay_section(results: dict) -> str:
         if r.get("attempts", 1) > 1:
             other += f" (best of {r['attempts']})"
         peak = f"{r['peak_streaming']:,}" if "peak_streaming" in r else "—"
+        follow = r.get("followers")
+        follow_text = ""
+        if followers:
+            follow_text = "—"
+            if follow:
+                flat, fttft = follow.get("latency_ms") or {}, follow.get("ttft_ms") or {}
+                ferrors = "; ".join(f"{n}× {e}" for e, n in sorted(
+                    follow.get("errors", {}).items(), key=lambda x: -x[1])[:3]) or "no errors"
+                follow_text = (f"{follow['peak_streaming']:,}, {_ms(flat.get('p50'))} / "
+                               f"{_ms(flat.get('p99'))}, {_ms(fttft.get('p50'))} / "
+                               f"{_ms(fttft.get('p99'))}, {ferrors.replace('|', '/')}")
+            follow_text += " | "
         lines.append(f"| {streams:,} | {name} | {peak} | {r['client_cpu_s']:.1f} | "
                      f"{_ms(lag.get('p99'))} / {_ms(lag.get('max'))} | "
                      f"{r.get('upstream_cpu_s', 0):.1f} | {other} | "
-                     f"{errors.replace('|', '/')} | {log_text or '—'} |")
+                     f"{errors.replace('|', '/')} | {follow_text}{log_text or '—'} |")
     return "\n".join(lines)
 
 

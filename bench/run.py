@@ -12,9 +12,11 @@ For each level it runs, one after the other on the same machine:
   naive   bench/naive_relay.py (article 003's design) relaying the same upstream
 
 Each stream is a distinct user (no cookie: every /chat is a first visit) asking for a new
-conversation; each gets ``--chunks`` chunks ``1000/--rate`` ms apart. The app gets a fresh
-instance folder (SQLite store, file sessions) and a fresh start per level, so memory and
-CPU are its own. Raw results and process logs go to bench/results/<time>/.
+conversation; each gets ``--chunks`` chunks ``1000/--rate`` ms apart. ``--followers N`` (or a
+variant ``LEVEL:followers=N``) has every relayed stream followed by N more connections to
+``GET /api/messages/<id>/events`` with its session cookie, tallied apart from the streams.
+The app gets a fresh instance folder (SQLite store, file sessions) and a fresh start per
+level, so memory and CPU are its own. Raw results and process logs go to bench/results/<time>/.
 """
 from __future__ import annotations
 
@@ -44,9 +46,17 @@ def log(message: str) -> None:
 
 def summarize(kind: str, result: dict) -> str:
     lat, ttft = result.get("latency_ms", {}), result.get("ttft_ms", {})
-    return (f"{kind:>7}: {result['completed']}/{result['streams']} ok, {result['failed']} failed, "
+    text = (f"{kind:>7}: {result['completed']}/{result['streams']} ok, {result['failed']} failed, "
             f"{result['chunks_lost']} lost; latency p50 {lat.get('p50')} p99 {lat.get('p99')} "
             f"max {lat.get('max')} ms; ttft p50 {ttft.get('p50')} p99 {ttft.get('p99')} ms")
+    follow = result.get("followers")
+    if follow:
+        text += (f"; followers ({result['followers_per_stream']}/stream) {follow['completed']}/"
+                 f"{follow['streams']} ok, {follow['failed']} failed, "
+                 f"{follow['chunks_lost']} lost, "
+                 f"latency p50 {follow['latency_ms'].get('p50')} "
+                 f"p99 {follow['latency_ms'].get('p99')} ms")
+    return text
 
 
 def log_counts(text: str) -> dict:
@@ -57,10 +67,11 @@ def log_counts(text: str) -> dict:
 
 
 def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, mode: str,
-                   upstream: procs.Proc, upstream_port: int, slack: float) -> dict:
+                   upstream: procs.Proc, upstream_port: int, slack: float,
+                   followers: int = 0) -> dict:
     """Warm the server up, then run one level against it, sampling its CPU and memory."""
     procs.run_client(port, mode, streams=min(20, streams), chunks=10, interval_ms=10, ramp=0.2,
-                     slack=10)
+                     slack=10, followers=followers)
     time.sleep(1.0)
     sampler = procs.TreeSampler(proc.pid)
     idle_kb = sampler.rss_kb()
@@ -68,7 +79,8 @@ def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, m
     cpu0, up_cpu0 = sampler.cpu_total(), procs.cpu_seconds(upstream.pid)
     up_before = procs.upstream_stats(upstream_port)
     machine0 = procs.machine_busy_seconds()
-    result = procs.run_client(port, mode, streams, args.chunks, 1000 / args.rate, args.ramp, slack)
+    result = procs.run_client(port, mode, streams, args.chunks, 1000 / args.rate, args.ramp, slack,
+                              followers=followers)
     machine1 = procs.machine_busy_seconds()
     cpu1, up_cpu1 = sampler.cpu_total(), procs.cpu_seconds(upstream.pid)
     sampler.stop()
@@ -90,14 +102,15 @@ def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, m
 
 
 def run_relay(args, level: int, upstream, upstream_port: int, out: Path, env: dict,
-              tag: str = "relay") -> dict:
+              tag: str = "relay", followers: int | None = None) -> dict:
+    followers = args.followers if followers is None else followers
     with tempfile.TemporaryDirectory(prefix="streamdesk-bench-") as instance:
         app, port = procs.start_app(args.app_dir, upstream_port, Path(instance),
                                     out / f"app-{tag}-{level}.log",
                                     {"WEB_CONCURRENCY": str(args.workers), **env})
         try:
             result = measure_server("app", app, port, args, level, "relay", upstream,
-                                    upstream_port, slack=args.slack)
+                                    upstream_port, slack=args.slack, followers=followers)
         finally:
             app.stop(grace=5)
         result["app_log"] = log_counts(app.log())
@@ -221,8 +234,12 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the app (repeatable)")
     parser.add_argument("--variant", action="append", default=[], metavar="LEVEL:NAME=VALUE",
-                        help="an extra relay row at LEVEL with that variable (repeatable); "
+                        help="an extra relay row at LEVEL with that variable for the app "
+                             "(repeatable), or with followers=N that many followers per stream; "
                              "the full run adds 1000:SAVE_INTERVAL_SECONDS=60")
+    parser.add_argument("--followers", type=int, default=0, metavar="N",
+                        help="every relay run: per stream, N more connections following its "
+                             "reply (GET /api/messages/<id>/events), tallied apart (0)")
     parser.add_argument("--wait-quiet", type=float, default=120, metavar="SECONDS",
                         help="before each measurement wait up to this long for other processes "
                              "to use less than --quiet-cores (0: don't wait; default 120)")
@@ -246,6 +263,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=procs.ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     args.app_dir = args.app_dir.resolve()
+    if args.followers < 0:
+        parser.error("--followers takes a count >= 0")
 
     if args.levels:
         levels = [int(x) for x in args.levels.split(",") if x.strip()]
@@ -267,7 +286,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     facts = machine_facts(args.app_dir)
     facts.update(fd_limit=fds, workers=args.workers, chunks=args.chunks, rate=args.rate,
-                 ramp=args.ramp, levels=levels, env=base_env)
+                 ramp=args.ramp, levels=levels, env=base_env, followers=args.followers)
     log(f"commit {facts['commit']} in {args.app_dir}; results in {out}")
     results = {"facts": facts, "levels": [], "variants": [], "render": None}
     started = time.monotonic()
@@ -290,11 +309,15 @@ def main() -> None:
         for variant in variants:
             level_text, assignment = variant.split(":", 1)
             name, value = assignment.split("=", 1)
+            if name == "followers":  # the client's, not the app's
+                env, followers = dict(base_env), int(value)
+            else:
+                env, followers = {**base_env, name: value}, args.followers
             result = measured(
                 args, upstream, f"{name}={value}",
-                lambda level_text=level_text, name=name, value=value: run_relay(
-                    args, int(level_text), upstream, upstream_port, out,
-                    {**base_env, name: value}, tag=f"{name}-{value}"))
+                lambda level_text=level_text, env=env, followers=followers, name=name,
+                value=value: run_relay(args, int(level_text), upstream, upstream_port, out, env,
+                                       tag=f"{name}-{value}", followers=followers))
             results["variants"].append(result)
             (out / "results.json").write_text(json.dumps(results, indent=1))
     finally:
