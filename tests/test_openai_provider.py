@@ -207,7 +207,8 @@ models = "qwen2.5, llama3.1"
 @pytest.mark.parametrize("table, message", [
     ('type = "openai"\nbase_url = "ftp://x"\nmodels = "a"', "[providers.bad] field 'base_url'"),
     ('type = "openai"\nmodels = []', "[providers.bad] field 'models'"),
-    ('type = "openai"\nmodels = "a"\nidle_timeout = "soon"', "[providers.bad] field 'idle_timeout'"),
+    ('type = "openai"\nmodels = "a"\nidle_timeout = "soon"',
+     "[providers.bad] field 'idle_timeout'"),
     ('type = "openai"\nmodels = "a"\napi_key_env = "NOPE"', "[providers.bad] field 'api_key_env'"),
     ('type = "carrier-pigeon"', "[providers.bad] field 'type'"),
     ('models = "a"', "[providers.bad] field 'type'"),

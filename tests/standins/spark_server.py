@@ -148,7 +148,8 @@ class SparkStandIn(LoopbackHTTPServer):
             thread.join(timeout=5)
 
 
-def frame_problem(request: dict, domain: str, max_tokens: int, app_id: str) -> tuple[int, str] | None:
+def frame_problem(request: dict, domain: str, max_tokens: int,
+                  app_id: str) -> tuple[int, str] | None:
     """What the service would reject in a request frame, as (code, message)."""
     try:
         chat = request["parameter"]["chat"]
@@ -203,7 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(step, HangHandshake):
             self.rfile.read(1)  # until the client gives up
             return "client gave up on the handshake"
-        refusal = server.check_auth(self.headers.get("Host"), parts.path, dict(parse_qsl(parts.query)))
+        refusal = server.check_auth(self.headers.get("Host"), parts.path,
+                                    dict(parse_qsl(parts.query)))
         if refusal is None and isinstance(step, Refuse):
             refusal = step.status, step.message
         if refusal is None and parts.path not in DOMAINS:
