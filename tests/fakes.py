@@ -27,7 +27,6 @@ class FakeProvider(Provider):
         self.replies: deque[list[ReplyPart]] = deque()
         self.requests: list[ChatRequest] = []
         self.closed = 0  # streams closed, finished or not
-        self.on_close = None  # called as the upstream "connection" closes
         self.reserve = reserve
 
     def enqueue(self, parts: Iterable[ReplyPart]) -> None:
@@ -60,8 +59,6 @@ class FakeProvider(Provider):
                 yield Chunk(finish_reason="stop")
         finally:
             self.closed += 1
-            if self.on_close is not None:
-                self.on_close()
 
 
 def start_turn(store, user_id: str, conversation_id: str, text: str,

@@ -1,6 +1,7 @@
 """The conversation store on a real SQLite file: records out, owners checked."""
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -63,3 +64,16 @@ def test_records_are_frozen_and_carry_the_whole_reply(store):
     assert store.get_conversation("alice", conversation.id).settings["temperature"] == 0.5
     with pytest.raises(AttributeError):
         reply.content = "changed"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_stop_requests_are_read_back_on_both_databases(dialect, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 'stops.sqlite3'}" if dialect == "sqlite" \
+        else request.getfixturevalue("empty_postgres_database")
+    store = Store(url)
+    store.migrate()
+    store.request_stop("m1")
+    store.request_stop("m1")  # twice: still one request
+    assert [message_id for message_id, _ in store.stop_requests_since(0)] == ["m1"]
+    assert store.stop_requests_since(time.time() + 60) == []
+    store.engine.dispose()

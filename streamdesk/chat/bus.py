@@ -7,7 +7,7 @@ events of a reply for followers on another worker or instance.
   worker writing replies keeps a short-lived key that says it is alive.
 * ``DatabaseBus`` (no Redis: one instance): followers on a sibling worker read the reply's
   saved progress (``stream_index.replay`` rebuilds exact events from it), and stop requests
-  wait in the ``reply_stops`` table for the writing worker, which looks every 30 ms.
+  wait in the ``reply_stops`` table for the writing worker, which looks every 50 ms.
 
 Either way a reply whose writer died is noticed by its followers (a dead process on this
 host, or a writer's key expired in Redis) and saved as ``interrupted``.
@@ -33,7 +33,7 @@ Followed = Iterator[tuple[int, Event] | Heartbeat]
 Reread = Callable[[], StoredReply | None]
 
 POLL_SECONDS = 0.25  # a follower reading saved progress looks this often
-STOP_POLL_SECONDS = 0.03  # a worker writing replies looks for stop requests this often
+STOP_POLL_SECONDS = 0.05  # a worker writing replies looks for stop requests this often
 
 
 class Bus:

@@ -1,20 +1,26 @@
 """Writing one reply: provider chunks in, typed events out to the reply's live log, the text
 saved as it grows. It runs on a greenlet of its own (``replies.py``), so it goes on when the
-connection that asked for it closes.
+connection that asked for it closes; that greenlet reads the upstream itself, so each piece
+costs one hand-over between greenlets (to the followers), as it did when the request's own
+greenlet read it.
 
 Per piece it appends to a list, publishes one small event and marks the reply as grown;
 ``progress.ProgressSaver`` writes every grown reply of the worker once per interval.
 
 How it ends: ``complete`` when the model finished; ``error`` when the provider failed;
 ``interrupted`` when the upstream cut the reply off, the server stops (``lifecycle.py``) or the
-reply ran past ``MAX_REPLY_SECONDS``; ``cancelled`` when someone stopped it. Whatever the
-ending, the reply is saved *before* its ``error``/``done`` events go out and before the
-upstream connection is closed, so anyone who hears of the end can already read it.
+reply ran past ``MAX_REPLY_SECONDS``; ``cancelled`` when someone stopped it. Stop, shutdown and
+the time limit are raised in this greenlet, where it waits for the upstream: the provider closes
+the connection at once and the reply is saved right after. Whatever the ending, the reply is
+saved *before* its ``error``/``done`` events go out, so anyone who hears of the end can already
+read it.
 """
 from __future__ import annotations
 
 import logging
+import time
 
+import gevent
 from gevent import GreenletExit
 
 from providers import ChatRequest, Provider, ProviderError, Usage
@@ -25,7 +31,7 @@ from .events import HEARTBEAT, Delta, Done, Failed, UsageReport
 from .live import LiveReply
 from .observer import ReplyObserver
 from .progress import ProgressSaver
-from .pump import SILENCE, with_heartbeats
+from .silence import SilenceWatch
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +58,7 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
     finish_reason = None
     failure: Failed | None = None
     status = ReplyStatus.INTERRUPTED  # what stands if the greenlet is killed unexpectedly
-    chunks = with_heartbeats(provider.stream(request), heartbeat_seconds)
+    chunks = provider.stream(request)
 
     def save_progress():
         if saver is None:  # SAVE_INTERVAL_SECONDS=0: every piece, at once (tests, debugging)
@@ -61,14 +67,19 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
         else:
             saver.grew(live)
 
+    def silent():  # on the hub: publish a heartbeat, and touch the row (not abandoned)
+        publish(HEARTBEAT)
+        if saver is None:
+            gevent.spawn(save_progress)
+        else:
+            saver.grew(live)
+
+    watch = SilenceWatch(heartbeat_seconds, silent)
     awaiting_first_token = True
     try:
         publish(live.index.meta)
         for chunk in chunks:
-            if chunk is SILENCE:
-                publish(HEARTBEAT)
-                save_progress()  # touches the row while the model is silent: not abandoned
-                continue
+            watch.last = time.monotonic()
             if awaiting_first_token and (chunk.text or chunk.reasoning):
                 observer.first_token()
                 awaiting_first_token = False
@@ -100,6 +111,7 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
         status, finish_reason, failure = ReplyStatus.ERROR, "error", INTERNAL
     finally:
         live.closing = True
+        watch.close()
         content = "".join(text)
         if saver is not None:
             saver.finished(live)
@@ -109,7 +121,9 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
                               error=(failure.code, failure.message) if failure else None,
                               usage=usage, stream_index=live.index.to_json())
         finally:
-            chunks.close()
+            close = getattr(chunks, "close", None)
+            if close is not None:  # a generator: releases the upstream connection now
+                close()
             observer.finished(status=status, finish_reason=finish_reason, usage=usage,
                               error_code=failure.code if failure else None, reply=content)
             if failure:
