@@ -14,6 +14,7 @@ from ..errors import ApiError
 from ..identity import current_user_id
 from ..services import services
 from ..sse import event_stream
+from ..validation import read_json_object
 from .chat import STREAM_HEADERS
 
 bp = Blueprint("messages", __name__, url_prefix="/api/messages")
@@ -31,6 +32,7 @@ def follow(message_id: str):
 
 @bp.post("/<message_id>/stop")
 def stop(message_id: str):
+    read_json_object(request)  # like every state change: JSON only, so no plain form can post it
     reply = services().replies.stop(current_user_id(), message_id)
     if reply is None:
         raise _not_found()
