@@ -49,7 +49,13 @@ logconfig_dict = {
                             "stream": "ext://sys.stderr"}},
     "root": {"handlers": ["stderr"], "level": "INFO"},
     "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-                "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+                # A logging configuration turns gunicorn's access log on whatever accesslog
+                # says; the app's own line (streamdesk.access) already has each request.
+                "gunicorn.access": {"handlers": ["stderr"], "level": "WARNING",
+                                    "propagate": False},
+                # Every worker checks the schema at start: Alembic's own lines say so each
+                # time; streamdesk/store/schema.py writes one line when a migration ran.
+                "alembic": {"handlers": ["stderr"], "level": "WARNING", "propagate": False}},
 }
 
 # Metrics from every worker are written to one directory and summed by /metrics

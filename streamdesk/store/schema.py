@@ -8,6 +8,7 @@ file beside the database. ``flask --app app db upgrade`` runs the same function 
 from __future__ import annotations
 
 import fcntl
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,15 +18,22 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 _POSTGRES_LOCK_KEY = 0x5D5C4E3A  # any constant of ours; every instance uses the same one
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     with _schema_lock(engine) as connection:
+        before = MigrationContext.configure(connection).get_current_revision()
         config = _config()
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+        after = MigrationContext.configure(connection).get_current_revision()
+    if after != before:  # one line when something changed, not one per worker start
+        log.info("database schema upgraded", extra={"from_revision": before,
+                                                    "to_revision": after})
 
 
 def current_revision(engine: Engine) -> str | None:
