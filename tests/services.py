@@ -49,8 +49,8 @@ def _start_local_postgres() -> bool:
     return started
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
+def _new_database():
+    """A URL of a new, empty PostgreSQL database, dropped when the generator is closed."""
     admin = _postgres_admin_url()
     if admin is None:
         pytest.skip("no PostgreSQL server on 127.0.0.1:5432 and none could be started")
@@ -61,6 +61,11 @@ def postgres_url():
     yield admin.rsplit("/", 1)[0] + f"/{name}"
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    yield from _new_database()
 
 
 @pytest.fixture(scope="session")
@@ -90,14 +95,5 @@ def redis_url(tmp_path_factory):
 
 @pytest.fixture
 def empty_postgres_database():
-    """A URL of a new, empty PostgreSQL database, dropped after the test."""
-    admin = _postgres_admin_url()
-    if admin is None:
-        pytest.skip("no PostgreSQL server on 127.0.0.1:5432 and none could be started")
-    import psycopg
-    name = f"streamdesk_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield admin.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A new, empty PostgreSQL database for one test (migrations start from nothing)."""
+    yield from _new_database()

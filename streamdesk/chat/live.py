@@ -37,8 +37,7 @@ class LiveReply:
         self.text: list[str] = []
         self.reasoning: list[str] = []
         self.log: list[tuple[int, Event]] = []  # (id, event), the saved ones only the newest
-        self.saved_to = 0  # events up to this id are in the database
-        self.dropped_to = 0  # and those up to this id are no longer held here
+        self.dropped_to = 0  # events up to this id are saved and no longer held here
         self.heartbeats = 0
         self.ended = False
         self.generator = None  # the greenlet writing it
@@ -65,7 +64,6 @@ class LiveReply:
         """Events up to ``position`` are in the database: drop them here, but the newest few,
         so a follower a little behind (a busy worker, a slow network) keeps reading from
         memory instead of going back to the database."""
-        self.saved_to = max(self.saved_to, position)
         log = self.log
         drop = 0
         while drop < len(log) - KEEP_SAVED_EVENTS and log[drop][0] <= position:

@@ -2,12 +2,12 @@
 Alembic). ``Store`` is the repository; it returns the frozen records of ``records.py``."""
 from .rate_limits import DatabaseLimitStorage
 from .records import (
-                      Conversation,
-                      ReplyInProgress,
-                      ReplyStatus,
-                      StoredMessage,
-                      StoredReply,
-                      StreamCapReached,
+    Conversation,
+    ReplyInProgress,
+    ReplyStatus,
+    StoredMessage,
+    StoredReply,
+    StreamCapReached,
 )
 from .repository import Store
 
