@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -63,3 +64,21 @@ def test_bad_configuration_stops_start_up_with_one_clear_line(tmp_path, setting,
     assert result.returncode == 3  # gunicorn's arbiter stops instead of restarting the worker
     assert "StreamDesk cannot start:" in result.stderr and named in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_dotenv_file_beside_app_py_fills_in_what_the_environment_does_not_set(tmp_path):
+    # A copy of app.py in a folder of its own, so the repository's own .env (if any) is not it.
+    shutil.copy(ROOT / "app.py", tmp_path / "app.py")
+    (tmp_path / ".env").write_text(f"INSTANCE_PATH={tmp_path / 'instance'}\nLOG_LEVEL=LOUD\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LOG_LEVEL", "INSTANCE_PATH", "PYTHON_DOTENV_DISABLED")}
+    env["PYTHONPATH"] = str(ROOT)
+
+    def start(**extra):
+        return subprocess.run([sys.executable, "-c", "import app"], cwd=tmp_path,
+                              env={**env, **extra}, capture_output=True, text=True, timeout=60)
+
+    from_file = start()
+    assert from_file.returncode == 3 and "LOG_LEVEL" in from_file.stderr  # read from .env
+    assert start(LOG_LEVEL="INFO").returncode == 0  # the environment wins over the file
+    assert start(PYTHON_DOTENV_DISABLED="1").returncode == 0  # and the file can be ignored
