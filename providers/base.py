@@ -10,12 +10,15 @@ import abc
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from .errors import ProviderError, UpstreamTimeoutError
+
 ROLES = ("user", "assistant")
 # Idle upstream connections a provider keeps for reuse, per worker. As many as the worker's
 # open replies (WORKER_CONNECTIONS): with fewer, each reply past the pool opens and drops its
 # own connection, and urllib3 warns "Connection pool is full" every time.
 DEFAULT_MAX_CONNECTIONS = 1000
 REPLY_RESERVE_TOKENS = 1024  # room left in the model's window for its answer
+IDLE_TIMEOUT = 60.0  # seconds of silence after which a reply fails (each vendor's ``idle_timeout``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,8 @@ class ModelEntry:
 class Provider(abc.ABC):
     """One configured backend. ``name`` is the prefix of its model ids."""
 
+    idle_timeout = IDLE_TIMEOUT  # the longest wait for the next piece, the first one included
+
     def __init__(self, name: str, models: list[ModelEntry]):
         self.name = name
         self._models = {m.name: m for m in models}
@@ -114,12 +119,24 @@ class Provider(abc.ABC):
         return entry.system_prompt if entry else None
 
     @abc.abstractmethod
-    def stream(self, request: ChatRequest) -> Iterator[Chunk]:
+    def stream(self, request: ChatRequest, *, watched: bool = False) -> Iterator[Chunk]:
         """Yield the reply as it arrives; raise a ``ProviderError`` on failure.
 
         The returned iterator must be a generator (or support ``close()``): closing it
         early must release the upstream connection at once, so the vendor stops generating.
+
+        ``watched``: the caller bounds the silences between pieces itself, by
+        ``idle_timeout``, and raises ``went_silent()`` (the relay does, with the timer it
+        keeps for heartbeats). The provider then reads without a timeout once the first piece
+        is out: under gevent every read with a timeout that has to wait starts and cancels a
+        timer, the largest per-piece cost of relaying. Until the first piece it times its own
+        reads, since retries before it are its own business too.
         """
+
+    def went_silent(self) -> ProviderError:
+        """The failure of a reply whose upstream sent nothing for ``idle_timeout`` seconds."""
+        return UpstreamTimeoutError(
+            f"The {self.name} model service sent nothing for {self.idle_timeout:g} s.")
 
     def close(self) -> None:  # noqa: B027 (optional: most providers hold nothing to release)
         """Release pooled connections (called when the app shuts down)."""

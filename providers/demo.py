@@ -25,7 +25,7 @@ class DemoProvider(Provider):
         super().__init__("demo", [MODEL])
         self.delay = delay_seconds
 
-    def stream(self, request: ChatRequest) -> Iterator[Chunk]:
+    def stream(self, request: ChatRequest, *, watched: bool = False) -> Iterator[Chunk]:
         reply = compose_reply(request)
         for piece in _PIECES.findall(reply):
             time.sleep(self.delay)

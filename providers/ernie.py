@@ -43,12 +43,12 @@ from .errors import (
     RateLimitError,
     StreamInterruptedError,
     UpstreamError,
-    UpstreamTimeoutError,
     UpstreamUnavailableError,
     redact,
 )
 from .retry import RetryPolicy, retry_before_first_chunk
 from .sse import SSEDecoder
+from .watched import untime_response, untimed_after_first
 
 TYPE = "ernie"
 DEFAULT_BASE_URL = "https://aip.baidubce.com"
@@ -126,6 +126,7 @@ class ErnieProvider(Provider):
         self.token_url = base_url + TOKEN_PATH
         self.chat_url = base_url + CHAT_PATH
         self.timeout = (connect_timeout, idle_timeout)  # the read timeout bounds each silence
+        self.idle_timeout = idle_timeout
         self.retry, self._sleep = retry, sleep
         self._api_key, self._secret_key = api_key, secret_key
         self._secrets = (api_key, secret_key)
@@ -137,8 +138,9 @@ class ErnieProvider(Provider):
         self.session.mount("https://", adapter)
         self.session.headers.update({"Accept-Encoding": "identity"})  # compression buffers streams
 
-    def stream(self, request: ChatRequest) -> Iterator[Chunk]:
-        return retry_before_first_chunk(lambda: self._authorised(request), self.retry, self._sleep)
+    def stream(self, request: ChatRequest, *, watched: bool = False) -> Iterator[Chunk]:
+        return retry_before_first_chunk(lambda: self._authorised(request, watched), self.retry,
+                                        self._sleep)
 
     def close(self) -> None:
         self.session.close()
@@ -167,18 +169,18 @@ class ErnieProvider(Provider):
             body["max_output_tokens"] = min(max(int(request.max_tokens), 2), max_output)
         return body
 
-    def _authorised(self, request: ChatRequest) -> Iterator[Chunk]:
+    def _authorised(self, request: ChatRequest, watched: bool) -> Iterator[Chunk]:
         body, url = self.request_body(request), self.chat_url + request.model
         token = self.tokens.get(self._fetch_token)
         try:
-            yield from self._attempt(url, body, token)
+            yield from self._attempt(url, body, token, watched)
             return
         except _TokenRejected:
             log.info("%s rejected the cached access token; fetching a new one", self.name)
             self.tokens.invalidate(token)
         token = self.tokens.get(self._fetch_token)
         try:
-            yield from self._attempt(url, body, token)
+            yield from self._attempt(url, body, token, watched)
         except _TokenRejected:
             raise AuthError(f"The {self.name} model service rejected a freshly issued access "
                             f"token. Ask the operator to check {self._hint}.") from None
@@ -213,13 +215,15 @@ class ErnieProvider(Provider):
                 f"The {self.name} token service is unavailable (HTTP {status}).")
         raise UpstreamError(f"The {self.name} token service sent no access token (HTTP {status}).")
 
-    def _attempt(self, url: str, body: dict, token: str) -> Iterator[Chunk]:
+    def _attempt(self, url: str, body: dict, token: str, watched: bool) -> Iterator[Chunk]:
         response = http.post(self.session, url, f"the {self.name} model service",
                              params={"access_token": token}, json=body, stream=True,
                              timeout=self.timeout)
         secrets = self._secrets + (token,)
         try:
-            yield from self._read(response, secrets)
+            chunks = self._read(response, secrets)
+            yield from untimed_after_first(chunks, untime_response(response)) if watched \
+                else chunks
             return
         except requests.RequestException as e:
             cause = e.args[0] if e.args else None
@@ -229,7 +233,7 @@ class ErnieProvider(Provider):
             # for GeneratorExit and for gevent's GreenletExit alike.
             response.close()
         if timed_out:
-            raise UpstreamTimeoutError(f"The {self.name} model service went silent mid-reply.")
+            raise self.went_silent()
         raise StreamInterruptedError(f"The connection to {self.name} broke mid-reply.")
 
     def _read(self, response: requests.Response, secrets: tuple[str, ...]) -> Iterator[Chunk]:

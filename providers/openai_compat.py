@@ -35,12 +35,12 @@ from .errors import (
     RateLimitError,
     StreamInterruptedError,
     UpstreamError,
-    UpstreamTimeoutError,
     UpstreamUnavailableError,
     redact,
 )
 from .retry import RetryPolicy, retry_before_first_chunk
 from .sse import SSEDecoder
+from .watched import untime_response, untimed_after_first
 
 TYPE = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -61,6 +61,7 @@ class OpenAICompatProvider(Provider):
         self.include_usage = include_usage
         # (connect, read): the read timeout bounds each wait between two chunks.
         self.timeout = (connect_timeout, idle_timeout)
+        self.idle_timeout = idle_timeout
         self.retry = retry
         self._secrets = (api_key,)
         self.session = requests.Session()
@@ -73,8 +74,8 @@ class OpenAICompatProvider(Provider):
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
 
-    def stream(self, request: ChatRequest) -> Iterator[Chunk]:
-        return retry_before_first_chunk(lambda: self._attempt(request), self.retry)
+    def stream(self, request: ChatRequest, *, watched: bool = False) -> Iterator[Chunk]:
+        return retry_before_first_chunk(lambda: self._attempt(request, watched), self.retry)
 
     def close(self) -> None:
         self.session.close()
@@ -91,19 +92,20 @@ class OpenAICompatProvider(Provider):
             body["stream_options"] = {"include_usage": True}
         return body
 
-    def _attempt(self, request: ChatRequest) -> Iterator[Chunk]:
+    def _attempt(self, request: ChatRequest, watched: bool) -> Iterator[Chunk]:
         response = http.post(self.session, self.url, f"the {self.name} model service",
                              json=self.request_body(request), stream=True, timeout=self.timeout)
         try:
             if response.status_code != 200:
                 raise self._status_error(response)
-            yield from self._read_events(response)
+            chunks = self._read_events(response)
+            yield from untimed_after_first(chunks, untime_response(response)) if watched \
+                else chunks
         except requests.RequestException as e:
             # requests wraps a read timeout mid-stream in a ConnectionError.
             cause = e.args[0] if e.args else None
             if isinstance(cause, ReadTimeoutError) or isinstance(e, requests.Timeout):
-                raise UpstreamTimeoutError(
-                    f"The {self.name} model service went silent mid-reply.") from None
+                raise self.went_silent() from None
             raise StreamInterruptedError(
                 f"The connection to {self.name} broke mid-reply.") from None
         finally:

@@ -39,6 +39,7 @@ from .errors import (
 )
 from .retry import RetryPolicy, retry_before_first_chunk
 from .spark_auth import connect, sign_url, verified_tls_context
+from .watched import untimed_after_first
 
 TYPE = "spark"
 DEFAULT_URL = "wss://spark-api.xf-yun.com/v3.5/chat"
@@ -94,8 +95,11 @@ class SparkProvider(Provider):
         # uid lets Spark tell callers apart; a hash of our app, never the user's identity.
         self._uid = hashlib.sha256(f"streamdesk:{name}:{app_id}".encode()).hexdigest()[:32]
 
-    def stream(self, request: ChatRequest) -> Iterator[Chunk]:
-        return retry_before_first_chunk(lambda: self._attempt(request), self.retry)
+    def stream(self, request: ChatRequest, *, watched: bool = False) -> Iterator[Chunk]:
+        return retry_before_first_chunk(lambda: self._attempt(request, watched), self.retry)
+
+    def went_silent(self) -> UpstreamTimeoutError:
+        return UpstreamTimeoutError(f"{self.label} sent nothing for {self.idle_timeout:g} s.")
 
     def acceptable_history(self, messages: list[Message]) -> list[Message]:
         return repair_history(messages)
@@ -118,7 +122,7 @@ class SparkProvider(Provider):
                 "parameter": {"chat": chat},
                 "payload": {"message": {"text": text}}}
 
-    def _attempt(self, request: ChatRequest) -> Iterator[Chunk]:
+    def _attempt(self, request: ChatRequest, watched: bool) -> Iterator[Chunk]:
         frame = json.dumps(self.request_frame(request), ensure_ascii=False)
         signed = sign_url(self.url, self._api_key, self._api_secret,
                           formatdate(self.clock(), usegmt=True))
@@ -128,10 +132,11 @@ class SparkProvider(Provider):
             # Bounds each wait between two frames, not the whole reply.
             ws.settimeout(self.idle_timeout)
             ws.send(frame)
-            yield from self._read_frames(ws)
+            chunks = self._read_frames(ws)
+            yield from untimed_after_first(chunks, lambda: ws.settimeout(None)) if watched \
+                else chunks
         except (websocket.WebSocketTimeoutException, TimeoutError):
-            raise UpstreamTimeoutError(f"{self.label} sent nothing for {self.idle_timeout:g} s."
-                                       ) from None
+            raise self.went_silent() from None
         except (websocket.WebSocketConnectionClosedException, OSError):
             raise StreamInterruptedError(
                 f"The connection to {self.label} broke mid-reply.") from None

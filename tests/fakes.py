@@ -35,7 +35,7 @@ class FakeProvider(Provider):
     def reply_reserve_tokens(self, model: str) -> int:
         return self.reserve
 
-    def stream(self, request: ChatRequest) -> Iterator[Chunk]:
+    def stream(self, request: ChatRequest, *, watched: bool = False) -> Iterator[Chunk]:
         self.requests.append(request)
         parts = self.replies.popleft() if self.replies else ["OK"]
         return self._play(parts)

@@ -461,6 +461,21 @@ def test_idle_timeout_mid_reply_is_reported(server):
     assert caught.value.code == "timeout"
 
 
+def test_a_watched_stream_leaves_the_silences_after_its_first_piece_to_the_caller(server):
+    server.script.append(stall("开始"))
+    stream = make_provider(server, idle_timeout=0.2).stream(ask("hi"), watched=True)
+    assert next(stream).text == "开始"
+    ended: list[str] = []
+    reader = threading.Thread(target=lambda: ended.append(
+        pytest.raises(ProviderError, list, stream).value.code))
+    reader.start()
+    reader.join(timeout=1.0)  # five idle timeouts: the relay would have ended it by now
+    assert reader.is_alive() and not ended
+    server.release.set()  # the stand-in then closes the connection mid-reply
+    reader.join(timeout=10)
+    assert ended == ["interrupted"]
+
+
 # Cancellation ---------------------------------------------------------------------------------
 
 def test_cancel_closes_upstream_connection(server):

@@ -1,5 +1,6 @@
 """The OpenAI-compatible provider against a stand-in server on loopback."""
 import logging
+import threading
 
 import pytest
 
@@ -138,6 +139,34 @@ def test_idle_timeout_between_chunks(upstream):
         next(chunks)
     assert caught.value.code == "timeout"
     upstream.release.set()
+
+
+def test_a_watched_stream_leaves_the_silences_after_its_first_chunk_to_the_caller(upstream):
+    provider = make_provider(upstream, idle_timeout=0.2)
+    chunks = provider.stream(ask("stall"), watched=True)
+    assert next(chunks).text == "first "
+    ended: list[str] = []
+    reader = threading.Thread(target=lambda: ended.append(failure_code(chunks)))
+    reader.start()
+    reader.join(timeout=1.0)  # five idle timeouts: the relay would have ended it by now
+    assert reader.is_alive() and not ended
+    upstream.release.set()  # the stand-in then ends the stream without finishing it
+    reader.join(timeout=10)
+    assert ended == ["interrupted"]
+
+
+def test_a_watched_stream_still_times_the_wait_for_its_first_chunk(upstream):
+    provider = make_provider(upstream, idle_timeout=0.2, retry=RetryPolicy(max_retries=0))
+    assert failure_code(provider.stream(ask("hold"), watched=True)) == "timeout"
+    upstream.release.set()
+
+
+def failure_code(chunks) -> str:
+    try:
+        collect(chunks)
+    except ProviderError as error:
+        return error.code
+    return "none"
 
 
 def test_connection_refused_is_upstream_unavailable():

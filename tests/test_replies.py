@@ -185,6 +185,35 @@ def test_silence_upstream_is_a_heartbeat_and_the_reply_goes_on(store, fake):
     assert saved(store, live).content == "Thinking… done."
 
 
+def test_an_upstream_silent_past_its_idle_timeout_ends_the_reply_with_the_text_kept(store,
+                                                                                     fake):
+    never = Gate()
+    fake.enqueue(["Started ", never])
+    fake.idle_timeout = 0.2
+    replies = keeper(store, heartbeat_seconds=0.05)
+    live = begin(store, replies, fake)
+    received = list(replies.follow_live("alice", live))
+    assert received.count(HEARTBEAT) >= 2  # heartbeats went on until the limit
+    failed, done = [e for _, e in events_of(received)][-2:]
+    assert failed == Failed("timeout", "The fake model service sent nothing for 0.2 s.")
+    assert done == Done("error", ReplyStatus.ERROR)
+    assert saved(store, live).content == "Started " and fake.closed == 1
+
+
+def test_before_the_first_piece_the_idle_timeout_is_the_providers_own(store, fake):
+    gate = Gate()
+    fake.enqueue([gate, "Late but fine."])  # a provider still retrying, say
+    fake.idle_timeout = 0.1
+    replies = keeper(store, heartbeat_seconds=0.05)
+    live = begin(store, replies, fake)
+    heartbeats = 0
+    for item in replies.follow_live("alice", live):
+        heartbeats += item is HEARTBEAT
+        if heartbeats == 4:  # twice the idle timeout without a piece
+            gate.set()
+    assert saved(store, live).content == "Late but fine."
+
+
 def test_a_reply_that_runs_too_long_is_ended_and_saved_interrupted(store, fake):
     never = Gate()
     fake.enqueue(["Started ", never])

@@ -292,6 +292,14 @@ def test_a_silent_service_times_out_and_the_socket_is_closed(standin):
     assert standin.wait_until(lambda: "client closed mid-reply" in standin.endings)
 
 
+def test_a_watched_stream_still_times_the_wait_for_its_first_frame(standin):
+    standin.script(Silent())
+    provider = make_provider(standin)
+    provider.idle_timeout = 0.3
+    with pytest.raises(errors.UpstreamTimeoutError, match="sent nothing for 0.3 s"):
+        list(provider.stream(request(provider, "Hi"), watched=True))
+
+
 def test_an_unanswered_handshake_times_out(standin):
     standin.script(HangHandshake())
     provider = make_provider(standin)
@@ -311,7 +319,7 @@ def test_a_refused_connection_is_reported_as_unavailable():
 
 
 def test_many_replies_and_cancels_leave_no_thread_behind():
-    baseline = threading.active_count()
+    before = set(threading.enumerate())  # other tests' stand-ins may still end some of theirs
     with SparkStandIn(APP_ID, API_KEY, API_SECRET) as server:
         provider = make_provider(server)
         for i in range(30):
@@ -323,9 +331,9 @@ def test_many_replies_and_cancels_leave_no_thread_behind():
             stream.close()
         assert server.wait_until(lambda: len(server.endings) == 40 and server.active == 0)
         assert server.endings.count("client closed mid-reply") == 10
-        ours = [t for t in threading.enumerate() if not t.name.startswith("spark-standin")]
-        assert len(ours) == baseline
-    assert threading.active_count() == baseline
+        started = set(threading.enumerate()) - before
+        assert [t for t in started if not t.name.startswith("spark-standin")] == []
+    assert set(threading.enumerate()) - before == set()
 
 
 GEVENT_CHILD = textwrap.dedent("""

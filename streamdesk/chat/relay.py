@@ -9,11 +9,11 @@ Per piece it appends to a list, publishes one small event and marks the reply as
 
 How it ends: ``complete`` when the model finished; ``error`` when the provider failed;
 ``interrupted`` when the upstream cut the reply off, the server stops (``lifecycle.py``) or the
-reply ran past ``MAX_REPLY_SECONDS``; ``cancelled`` when someone stopped it. Stop, shutdown and
-the time limit are raised in this greenlet, where it waits for the upstream: the provider closes
-the connection at once and the reply is saved right after. Whatever the ending, the reply is
-saved *before* its ``error``/``done`` events go out, so anyone who hears of the end can already
-read it.
+reply ran past ``MAX_REPLY_SECONDS``; ``cancelled`` when someone stopped it. Stop, shutdown, the
+time limit and the upstream's idle timeout are raised in this greenlet, where it waits for the
+upstream: the provider closes the connection at once and the reply is saved right after.
+Whatever the ending, the reply is saved *before* its ``error``/``done`` events go out, so anyone
+who hears of the end can already read it.
 """
 from __future__ import annotations
 
@@ -49,6 +49,10 @@ class TimeLimitReached(GreenletExit):
     """Raised in a reply's greenlet when it has run for MAX_REPLY_SECONDS."""
 
 
+class UpstreamWentSilent(GreenletExit):
+    """Raised in a reply's greenlet when the upstream sent nothing for its idle timeout."""
+
+
 def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: Store,
              observer: ReplyObserver, saver: ProgressSaver | None, *,
              heartbeat_seconds: float) -> None:
@@ -58,7 +62,7 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
     finish_reason = None
     failure: Failed | None = None
     status = ReplyStatus.INTERRUPTED  # what stands if the greenlet is killed unexpectedly
-    chunks = provider.stream(request)
+    chunks = provider.stream(request, watched=True)
 
     def save_progress():
         if saver is None:  # SAVE_INTERVAL_SECONDS=0: every piece, at once (tests, debugging)
@@ -74,7 +78,10 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
         else:
             saver.grew(live)
 
-    watch = SilenceWatch(heartbeat_seconds, silent)
+    writer = gevent.getcurrent()
+    watch = SilenceWatch(heartbeat_seconds, silent, limit=provider.idle_timeout,
+                         on_limit=lambda: live.closing or writer.kill(UpstreamWentSilent,
+                                                                      block=False))
     awaiting_first_token = True
     try:
         publish(live.index.meta)
@@ -102,6 +109,10 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
         finish_reason, failure = "error", Failed(e.code, e.message)
     except StopRequested:
         status, finish_reason = ReplyStatus.CANCELLED, "cancelled"
+    except UpstreamWentSilent:
+        silence = provider.went_silent()
+        status, finish_reason = ReplyStatus.ERROR, "error"
+        failure = Failed(silence.code, silence.message)
     except TimeLimitReached:
         status, finish_reason, failure = ReplyStatus.INTERRUPTED, "error", TIME_LIMIT
     except GreenletExit:  # lifecycle.ServerStopping, or gunicorn's own last-resort kill
