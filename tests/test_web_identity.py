@@ -255,6 +255,8 @@ def test_concurrent_replies_per_user_are_capped(make_app, fake):
         assert second.status_code == 429 and second.headers["Retry-After"]
         assert second.json["error"]["code"] == "too_many_streams"
         assert len(fake.requests) == 1  # the refused one never reached the model
+        # nor left an empty conversation behind
+        assert len(user.get("/api/conversations").json["conversations"]) == 1
         # The cap is per user.
         assert events_of(other.post("/chat", json={"message": "mine"}))[-1] == DONE
         gate.set()

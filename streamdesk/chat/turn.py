@@ -2,9 +2,9 @@
 
 No Flask here: the web layer hands in plain values and gets a ``PreparedTurn`` back, or a
 ``TurnRefused`` with a stable code. In order: find the conversation (owner-checked), choose the
-model once, create the conversation or replace its tail (edit and regenerate), save the user's
-turn and an empty reply before anything goes upstream, then fit the history into the model's
-window in a single pass, with the provider's own reply reserve and message rules.
+model once, replace the conversation's tail (edit and regenerate), fit the history into the
+model's window in a single pass, with the provider's own reply reserve and message rules, and
+save the user's turn and an empty reply (and a new conversation) before anything goes upstream.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from providers import ChatRequest, Message, Provider, Registry, UnknownModelError
 from providers.history import estimate_tokens, trim_to_budget
 
-from ..store import Conversation, ReplyInProgress, Store, StreamCapReached
+from ..store import Conversation, NewConversation, ReplyInProgress, Store, StreamCapReached
 from ..store.tables import new_id
 from .events import Meta
 from .live import worker_id
@@ -66,33 +66,33 @@ def prepare_turn(ask: TurnRequest, user_id: str, *, store: Store, registry: Regi
             raise TurnRefused("conversation_not_found", "No such conversation.")
     model_id, provider, model = choose_model(registry, ask.model, conversation)
 
-    created = conversation is None
-    if conversation is None:
-        conversation = store.create_conversation(user_id, title_from(ask.message), model_id,
-                                                 settings)
+    if conversation is None:  # saved with the turn, in one transaction
+        conversation_id, history = new_id(), []
+        new_conversation = NewConversation(title_from(ask.message), settings)
     else:
         if ask.edit_message_id and not _replace_from(store, user_id, conversation.id,
                                                      ask.edit_message_id):
             raise TurnRefused("message_not_found", "No such message in this conversation.")
         if settings:
             store.update_conversation(user_id, conversation.id, settings=settings)
-    settings = {**conversation.settings, **settings}
+        settings = {**conversation.settings, **settings}
+        conversation_id, history = conversation.id, store.history(conversation.id)
+        new_conversation = None
 
     system = system_prompt(provider.operator_system_prompt(model) or rules.system_prompt,
                            None if rules.lock_system_prompt else settings.get("system"))
-    history = [*store.history(conversation.id), Message("user", ask.message)]
+    history.append(Message("user", ask.message))
     sent = fit_history(provider, model, history, system)
     request = ChatRequest(model, tuple(sent), system, settings.get("temperature"),
                           settings.get("max_tokens"))
-    meta = Meta(conversation.id, new_id(), new_id(), model_id, len(history) - len(sent))
+    meta = Meta(conversation_id, new_id(), new_id(), model_id, len(history) - len(sent))
     try:
-        store.start_turn(user_id, conversation.id, ask.message, model_id,
+        store.start_turn(user_id, conversation_id, ask.message, model_id,
                          user_message_id=meta.user_message_id, message_id=meta.message_id,
                          owner=worker_id(), stream_index=StreamIndex(meta).to_json(),
-                         max_streams=rules.max_streams_per_user)
+                         max_streams=rules.max_streams_per_user,
+                         new_conversation=new_conversation)
     except StreamCapReached:
-        if created:
-            store.delete_conversation(user_id, conversation.id)
         raise TurnRefused("too_many_streams",
                           f"You already have {rules.max_streams_per_user} replies being "
                           "written. Wait for one to finish or stop it.") from None

@@ -3,6 +3,7 @@ Alembic). ``Store`` is the repository; it returns the frozen records of ``record
 from .rate_limits import DatabaseLimitStorage
 from .records import (
     Conversation,
+    NewConversation,
     ReplyInProgress,
     ReplyStatus,
     StoredMessage,
@@ -11,6 +12,5 @@ from .records import (
 )
 from .repository import Store
 
-__all__ = ["Conversation", "DatabaseLimitStorage", "ReplyInProgress", "ReplyStatus", "Store",
-           "StoredMessage",
-           "StoredReply", "StreamCapReached"]
+__all__ = ["Conversation", "DatabaseLimitStorage", "NewConversation", "ReplyInProgress",
+           "ReplyStatus", "Store", "StoredMessage", "StoredReply", "StreamCapReached"]

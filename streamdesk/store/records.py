@@ -79,6 +79,14 @@ class StoredReply:
     stream_index: str | None  # JSON: streamdesk/chat/stream_index.py
 
 
+@dataclass(frozen=True, slots=True)
+class NewConversation:
+    """A conversation that a turn starts: saved in the turn's own transaction."""
+
+    title: str
+    settings: dict  # as Conversation.settings, only the fields given
+
+
 class StreamCapReached(Exception):
     """The user already has as many replies being written as allowed."""
 

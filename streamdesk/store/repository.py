@@ -23,6 +23,7 @@ from .engine import make_engine
 from .records import (
     STALE_STREAMING_SECONDS,
     Conversation,
+    NewConversation,
     ReplyInProgress,
     ReplyStatus,
     StoredMessage,
@@ -141,16 +142,25 @@ class Store:
 
     def start_turn(self, user_id: str, conversation_id: str, user_text: str, model: str, *,
                    user_message_id: str, message_id: str, owner: str,
-                   stream_index: str | None, max_streams: int | None = None) -> None:
+                   stream_index: str | None, max_streams: int | None = None,
+                   new_conversation: NewConversation | None = None) -> None:
         """Save the user's message and an empty assistant message in ``streaming`` state,
         before anything is sent upstream, unless the user already has ``max_streams``
         replies being written (``StreamCapReached``). The count and the insert are one
-        transaction that concurrent requests of the user take in turn."""
+        transaction that concurrent requests of the user take in turn; a turn that starts a
+        conversation (``new_conversation``) creates it in that transaction too, so a refused
+        turn leaves none behind."""
         with Session(self.engine) as db, db.begin():
             # Writing first makes SQLite take its write lock now, so the count below sees every
             # committed turn; PostgreSQL needs a lock of its own (one per user).
-            db.execute(update(ConversationRow).where(ConversationRow.id == conversation_id)
-                       .values(updated_at=now(), model=model))
+            if new_conversation is None:
+                db.execute(update(ConversationRow).where(ConversationRow.id == conversation_id)
+                           .values(updated_at=now(), model=model))
+            else:
+                db.add(ConversationRow(id=conversation_id, user_id=user_id, model=model,
+                                       title=new_conversation.title,
+                                       **new_conversation.settings))
+                db.flush()
             if db.get_bind().dialect.name == "postgresql":
                 db.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:user, 0))"),
                            {"user": user_id})
