@@ -7,6 +7,10 @@ by two worker processes.
 """
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
 import pytest
 from gevent.event import Event
 
@@ -92,6 +96,26 @@ def test_malformed_access_attempts_are_plain_refusals(coded, body):
     assert response.status_code == 401
     assert response.json["error"]["code"] == "invalid_access_code"
     assert not browser.get("/api/session").json["signed_in"]
+
+
+# -- the session's lifetime ----------------------------------------------------------------
+
+def test_a_returning_users_session_is_saved_again_once_a_day_not_on_every_request(make_app):
+    app = make_app()
+    browser = app.test_client()
+    first = browser.post("/chat", json={"message": "hi"})
+    assert COOKIE in first.headers.get("Set-Cookie", "")
+    files = sorted((Path(app.instance_path) / "sessions").iterdir())
+    written = [f.stat().st_mtime_ns for f in files]
+    for path in ("/api/conversations", "/api/models", "/api/conversations"):
+        assert "Set-Cookie" not in browser.get(path).headers
+    assert [f.stat().st_mtime_ns for f in files] == written  # nothing was written again
+    with browser.session_transaction() as session:  # last saved yesterday
+        session["day"] -= 1
+    again = browser.get("/api/conversations")
+    assert again.status_code == 200 and COOKIE in again.headers["Set-Cookie"]
+    expires = parsedate_to_datetime(again.headers["Set-Cookie"].split("Expires=")[1].split(";")[0])
+    assert expires - datetime.now(timezone.utc) > timedelta(days=89)  # a new lifetime
 
 
 # -- SSO through the company's proxy ---------------------------------------------------------

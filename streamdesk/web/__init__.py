@@ -50,6 +50,7 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.cookie_secure,
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME_DAYS * 86400,
+        SESSION_REFRESH_EACH_REQUEST=False,  # identity.KEEP_ALIVE_SECONDS instead
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     redis_client = _init_sessions(app, settings.redis_url)

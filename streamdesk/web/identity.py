@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
+import time
 
 from flask import Flask, current_app, g, request, session
 
@@ -19,6 +20,10 @@ from .policies import Access, access_of_current_view
 from .services import services
 
 MAX_USER_NAME = 120
+# A returning user's session is saved again (its lifetime starting over) once a day, not on
+# every request: flask's SESSION_REFRESH_EACH_REQUEST would write the session's file or Redis
+# key for each /chat, each follow and each poll.
+KEEP_ALIVE_SECONDS = 86400
 
 
 def init_app(app: Flask) -> None:
@@ -66,9 +71,12 @@ def resolve_identity() -> None:
     if settings.access_code:
         if session.get("kind") == "access_code":
             g.user_id = session.get("uid")
+            _keep_alive()
             return
     elif not settings.trusted_user_header:
         g.user_id = session.get("uid")  # anonymous; made on first need
+        if g.user_id:
+            _keep_alive()
         return
     if access is Access.PUBLIC:
         return
@@ -88,6 +96,7 @@ def current_user_id() -> str:
     g.user_id = "anon:" + secrets.token_urlsafe(18)
     session["uid"], session["kind"] = g.user_id, "anonymous"
     session.permanent = True
+    _keep_alive()
     return g.user_id
 
 
@@ -115,3 +124,12 @@ def _sign_in(user_id: str, kind: str) -> None:
         # (session fixation) is worthless afterwards.
         current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
     g.user_id = user_id
+    _keep_alive()
+
+
+def _keep_alive() -> None:
+    """Marks the session changed, so it is saved with a new expiry, when it was last saved
+    on an earlier day (or never)."""
+    day = int(time.time() // KEEP_ALIVE_SECONDS)
+    if session.get("day") != day:
+        session["day"] = day
