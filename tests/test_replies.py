@@ -2,8 +2,10 @@
 any event id, stopped, timed out, saved on every path."""
 from __future__ import annotations
 
+import gevent
 import pytest
 from gevent.event import Event as Gate
+from sqlalchemy import event
 
 from providers import ChatRequest, Chunk, Message, Usage
 from providers.errors import BadRequestError, StreamInterruptedError
@@ -253,6 +255,30 @@ def test_a_follower_on_another_worker_reads_saved_progress_until_done(store, fak
             gate.set()
     assert "".join(e.text for e in received if isinstance(e, Delta)) == "Saved. Then the end."
     assert received[-1] == Done("stop", ReplyStatus.COMPLETE)
+
+
+def test_followers_on_another_worker_share_one_read_of_saved_progress(store, fake):
+    gates = [Gate(), Gate()]
+    fake.enqueue(["One. ", gates[0], "Done."])
+    fake.enqueue(["Two. ", gates[1], "Done."])
+    writer = keeper(store, save_interval_seconds=0.01)
+    other = keeper(store, heartbeat_seconds=10.0)
+    replies = [begin(store, writer, fake), begin(store, writer, fake)]
+    alone, shared = [], []
+
+    def count(conn, cursor, statement, *args):
+        if statement.startswith("SELECT") and "FROM messages" in statement:
+            (shared if " IN (" in statement else alone).append(statement)
+            if shared or len(alone) > 40:  # the followers poll now: let the replies end
+                for gate in gates:
+                    gate.set()
+    event.listen(store.engine, "before_cursor_execute", count)
+    followers = [gevent.spawn(events_of, other.follow("alice", live.message_id, 0))
+                 for live in replies for _ in range(10)]
+    texts = ["".join(e.text for _, e in f.get() if isinstance(e, Delta)) for f in followers]
+    assert texts == ["One. Done."] * 10 + ["Two. Done."] * 10
+    assert len(alone) == 20  # each follower's owner check, and no read of its own after it
+    assert shared
 
 
 def test_a_follower_notices_the_writer_died_and_the_reply_reads_interrupted(store, fake):

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import gevent
+from gevent.event import AsyncResult
 
 from ..store import ReplyStatus, Store, StoredReply
 from .events import HEARTBEAT, Delta, Done, Event, Heartbeat, event_from_json, event_to_json
@@ -87,6 +88,7 @@ class DatabaseBus(Bus):
         super().__init__(store, heartbeat_seconds)
         self._writing: set[str] = set()
         self._poller = None
+        self._saved = SavedReplies(store, POLL_SECONDS)
 
     def generating(self, live: LiveReply) -> None:
         self._writing.add(live.message_id)
@@ -117,6 +119,7 @@ class DatabaseBus(Bus):
             self._poller = None
 
     def follow(self, reply: StoredReply, after: int, reread: Reread) -> Followed:
+        # ``reread`` is not needed: every follower of this worker is served by one read.
         cursor = _Cursor(after)
         current: StoredReply | None = reply
         while current is not None:
@@ -127,8 +130,7 @@ class DatabaseBus(Bus):
                 self._abandon(current)
             elif cursor.quiet_for(self.heartbeat_seconds):
                 yield HEARTBEAT
-            gevent.sleep(POLL_SECONDS)
-            current = reread()
+            current = self._saved.next_read(current.id)
 
 
 class RedisBus(Bus):
@@ -258,6 +260,48 @@ def _entry_events(entries, after: int) -> Iterator[tuple[int, Event]]:
             # Resumed from an id inside this delta: only the part not yet seen.
             event = Delta(event.field, event.text[after - event_id:])
         yield event_id, event
+
+
+class SavedReplies:
+    """Saved progress for the followers of this worker: one database read per interval for
+    every reply they wait on, instead of one per follower (a read blocks the worker's loop
+    while SQLite runs it)."""
+
+    BATCH = 500  # replies per query: well under SQLite's limit on bound parameters
+
+    def __init__(self, store: Store, interval: float):
+        self.store, self.interval = store, interval
+        self._waiting: dict[str, list[AsyncResult]] = {}
+        self._poller: gevent.Greenlet | None = None
+
+    def next_read(self, message_id: str) -> StoredReply | None:
+        """The reply as the next read finds it (None: it is gone)."""
+        result: AsyncResult = AsyncResult()
+        self._waiting.setdefault(message_id, []).append(result)
+        if self._poller is None:
+            self._poller = gevent.spawn(self._read_while_waited_on)
+        return result.get()
+
+    def _read_while_waited_on(self) -> None:
+        try:
+            while self._waiting:
+                gevent.sleep(self.interval)
+                waiting, self._waiting = self._waiting, {}
+                ids = list(waiting)
+                for start in range(0, len(ids), self.BATCH):
+                    batch = ids[start:start + self.BATCH]
+                    try:
+                        found = self.store.replies(batch)
+                    except Exception as error:  # each follower ends with it, as its own read would
+                        for message_id in batch:
+                            for result in waiting[message_id]:
+                                result.set_exception(error)
+                        continue
+                    for message_id in batch:
+                        for result in waiting[message_id]:
+                            result.set(found.get(message_id))
+        finally:
+            self._poller = None
 
 
 class _Cursor:

@@ -43,6 +43,13 @@ def _conversation(row: ConversationRow) -> Conversation:
     return Conversation(row.id, row.title, row.model, row.updated_at, settings)
 
 
+def _reply(row: MessageRow, moment) -> StoredReply:
+    status = effective_status(row.status, row.updated_at or row.created_at, moment)
+    return StoredReply(row.id, row.conversation_id, status, row.content, row.reasoning,
+                       row.model, row.finish_reason, row.error_code, row.error_message,
+                       row.prompt_tokens, row.completion_tokens, row.owner, row.stream_index)
+
+
 def _message(row: MessageRow, moment) -> StoredMessage:
     status = effective_status(row.status, row.updated_at or row.created_at, moment)
     return StoredMessage(row.id, row.role, row.content, status, row.model, row.reasoning,
@@ -240,13 +247,15 @@ class Store:
             row = db.scalar(select(MessageRow).join(ConversationRow).where(
                 MessageRow.id == message_id, MessageRow.role == "assistant",
                 ConversationRow.user_id == user_id))
-            if row is None:
-                return None
-            status = effective_status(row.status, row.updated_at or row.created_at, now())
-            return StoredReply(row.id, row.conversation_id, status, row.content, row.reasoning,
-                               row.model, row.finish_reason, row.error_code, row.error_message,
-                               row.prompt_tokens, row.completion_tokens, row.owner,
-                               row.stream_index)
+            return _reply(row, now()) if row else None
+
+    def replies(self, message_ids: list[str]) -> dict[str, StoredReply]:
+        """Assistant messages by id, whoever owns them: for followers already owner-checked."""
+        with Session(self.engine) as db:
+            rows = db.scalars(select(MessageRow).where(MessageRow.id.in_(message_ids),
+                                                       MessageRow.role == "assistant"))
+            moment = now()
+            return {row.id: _reply(row, moment) for row in rows}
 
     def interrupt_abandoned(self, message_id: str, owner: str, message: str,
                             stream_index: str | None) -> bool:
