@@ -5,7 +5,7 @@ from __future__ import annotations
 import gevent
 import pytest
 from gevent.event import Event as Gate
-from sqlalchemy import event
+from sqlalchemy import event as db_events
 
 from providers import ChatRequest, Chunk, Message, Usage
 from providers.errors import BadRequestError, StreamInterruptedError
@@ -272,7 +272,7 @@ def test_followers_on_another_worker_share_one_read_of_saved_progress(store, fak
             if shared or len(alone) > 40:  # the followers poll now: let the replies end
                 for gate in gates:
                     gate.set()
-    event.listen(store.engine, "before_cursor_execute", count)
+    db_events.listen(store.engine, "before_cursor_execute", count)
     followers = [gevent.spawn(events_of, other.follow("alice", live.message_id, 0))
                  for live in replies for _ in range(10)]
     texts = ["".join(e.text for _, e in f.get() if isinstance(e, Delta)) for f in followers]
