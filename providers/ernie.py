@@ -222,8 +222,7 @@ class ErnieProvider(Provider):
         secrets = self._secrets + (token,)
         try:
             chunks = self._read(response, secrets)
-            yield from untimed_after_first(chunks, untime_response(response)) if watched \
-                else chunks
+            yield from untimed_after_first(chunks, untime_response(response), watched)
             return
         except requests.RequestException as e:
             cause = e.args[0] if e.args else None

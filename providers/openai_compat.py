@@ -99,8 +99,7 @@ class OpenAICompatProvider(Provider):
             if response.status_code != 200:
                 raise self._status_error(response)
             chunks = self._read_events(response)
-            yield from untimed_after_first(chunks, untime_response(response)) if watched \
-                else chunks
+            yield from untimed_after_first(chunks, untime_response(response), watched)
         except requests.RequestException as e:
             # requests wraps a read timeout mid-stream in a ConnectionError.
             cause = e.args[0] if e.args else None

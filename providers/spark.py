@@ -133,8 +133,7 @@ class SparkProvider(Provider):
             ws.settimeout(self.idle_timeout)
             ws.send(frame)
             chunks = self._read_frames(ws)
-            yield from untimed_after_first(chunks, lambda: ws.settimeout(None)) if watched \
-                else chunks
+            yield from untimed_after_first(chunks, lambda: ws.settimeout(None), watched)
         except (websocket.WebSocketTimeoutException, TimeoutError):
             raise self.went_silent() from None
         except (websocket.WebSocketConnectionClosedException, OSError):

@@ -12,8 +12,13 @@ import requests
 from .base import Chunk
 
 
-def untimed_after_first(chunks: Iterator[Chunk], untime: Callable[[], None]) -> Iterator[Chunk]:
-    """``chunks``, calling ``untime()`` once the first one has been taken."""
+def untimed_after_first(chunks: Iterator[Chunk], untime: Callable[[], None],
+                        watched: bool) -> Iterator[Chunk]:
+    """``chunks``; when ``watched``, ``untime()`` is called once the first one has been taken."""
+    return _untimed_after_first(chunks, untime) if watched else chunks
+
+
+def _untimed_after_first(chunks: Iterator[Chunk], untime: Callable[[], None]) -> Iterator[Chunk]:
     for chunk in chunks:
         yield chunk
         untime()
