@@ -9,6 +9,18 @@ Modes (what is asked and how the end of a reply is recognised):
   direct  POST /v1/chat/completions to the stand-in upstream itself; ends at ``data: [DONE]``
   naive   POST /chat to bench/naive_relay.py; OpenAI-shaped events, ends at ``data: [DONE]``
 
+How streams arrive (``--arrival``):
+
+  ramp        evenly over ``--ramp`` seconds (the default)
+  burst       all at the same instant (a room pressing Enter together)
+  poisson     independent arrivals, ``--streams`` per ``--ramp`` seconds on average
+              (exponential gaps, ``--seed``)
+  sequential  one at a time, each when the previous has ended: the unloaded first token
+
+``--returning`` (relay) first asks for a one-chunk reply as a new visitor and sends every
+stream with the session cookie it got, as a returning user would; otherwise every stream is
+a first visit.
+
 With ``--followers N`` (relay only) each POST /chat stream, once its ``meta`` event has
 come, opens N more connections to ``GET /api/messages/<message_id>/events`` with the session
 cookie its POST response set, and reads them to the end like the stream itself. Followers are
@@ -28,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import re
 import resource
 import sys
@@ -262,13 +275,16 @@ class Run:
         self.mode = args.mode
         self.chunks = args.chunks
         self.followers = args.followers if self.mode == "relay" else 0
-        steady_from = time.monotonic_ns() + int((args.ramp + 1.0) * 1e9)
+        spread = args.ramp if args.arrival in ("ramp", "poisson") else 0.0
+        steady_from = time.monotonic_ns() + int((spread + 1.0) * 1e9)
         self.main = Tally(steady_from)  # the streams the client asked for
         self.follow = Tally(steady_from)  # GET /api/messages/<id>/events, --followers per stream
         self.pending = args.streams
         self.streams: list[Stream] = []
         self.tasks: list[asyncio.Future] = []
         self.all_done = asyncio.Event()
+        self.one_done = asyncio.Event()  # set as each stream ends (for sequential arrivals)
+        self.cookie = ""  # --returning: the session every POST stream carries
         message = json.dumps({"bench": "ticks", "chunks": args.chunks,
                               "interval_ms": args.interval_ms, "pad": args.pad})
         if self.mode == "direct":
@@ -280,11 +296,31 @@ class Run:
             body = {"message": message}
             if self.mode == "relay":
                 body["model"] = args.model
+        self.path, self.body = path, body
+        self.request_bytes = self.request(body)
+
+    def request(self, body: dict) -> bytes:
         payload = json.dumps(body).encode()
-        self.request_bytes = (
-            f"POST {path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
-            f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+        cookie = f"Cookie: {self.cookie}\r\n" if self.cookie else ""
+        return (f"POST {self.path} HTTP/1.1\r\nHost: {self.args.host}:{self.args.port}\r\n"
+                f"Content-Type: application/json\r\nAccept: text/event-stream\r\n{cookie}"
+                f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+
+    async def become_returning(self) -> None:
+        """One first visit with a one-chunk reply, read to its end; its session cookie then
+        goes on every stream."""
+        message = json.dumps({"bench": "ticks", "chunks": 1, "interval_ms": 1})
+        reader, writer = await asyncio.open_connection(self.args.host, self.args.port)
+        writer.write(self.request({**self.body, "message": message}))
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        await asyncio.wait_for(reader.readuntil(b"event: done"), 30)
+        writer.close()
+        self.cookie = "; ".join(line.split(":", 1)[1].strip().split(";", 1)[0]
+                                for line in head.split("\r\n")
+                                if line[:11].lower() == "set-cookie:")
+        if not self.cookie:
+            raise SystemExit(f"--returning: the first visit set no cookie:\n{head}")
+        self.request_bytes = self.request(self.body)
 
     def open(self, stream: Stream) -> None:
         """Connect ``stream`` (in a task of its own)."""
@@ -320,6 +356,7 @@ class Run:
     def record(self, stream: Stream):
         stream.tally.record(stream)
         self.pending -= 1
+        self.one_done.set()
         if self.pending == 0:
             self.all_done.set()
 
@@ -360,6 +397,20 @@ def tally_figures(tally: Tally, streams: int, chunks: int) -> dict:
     }
 
 
+def arrival_times(args) -> list[float]:
+    """Seconds after the start at which each stream opens."""
+    n = args.streams
+    if args.arrival == "burst":
+        return [0.0] * n
+    if args.arrival == "poisson":
+        rng, at, times = random.Random(args.seed), 0.0, []
+        for _ in range(n):
+            times.append(at)
+            at += rng.expovariate(n / args.ramp) if args.ramp > 0 else 0.0
+        return times
+    return [args.ramp * i / n for i in range(n)]
+
+
 async def main_async(args) -> dict:
     loop = asyncio.get_running_loop()
     run = Run(args)
@@ -367,14 +418,23 @@ async def main_async(args) -> dict:
     lags: list[float] = []
     monitor = asyncio.ensure_future(lag_monitor(lags, stop))
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    if args.returning:
+        await run.become_returning()
     t0 = loop.time()
-    for i in range(args.streams):
-        at = t0 + (args.ramp * i / args.streams if args.streams > 1 else 0)
-        delay = at - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        run.open(Stream(run, i))
     deadline = t0 + args.ramp + args.chunks * args.interval_ms / 1000 + args.slack
+    if args.arrival == "sequential":
+        for i in range(args.streams):
+            run.one_done.clear()
+            run.open(Stream(run, i))
+            await asyncio.wait_for(run.one_done.wait(), args.chunks * args.interval_ms / 1000
+                                   + args.slack)
+            deadline = loop.time() + args.slack
+    else:
+        for i, at in enumerate(arrival_times(args)):
+            delay = t0 + at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            run.open(Stream(run, i))
     try:
         await asyncio.wait_for(run.all_done.wait(), max(0.1, deadline - loop.time()))
     except TimeoutError:
@@ -389,7 +449,8 @@ async def main_async(args) -> dict:
     await monitor
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     result = {
-        "mode": args.mode, "streams": args.streams, "chunks_per_stream": args.chunks,
+        "mode": args.mode, "arrival": args.arrival, "returning": args.returning,
+        "streams": args.streams, "chunks_per_stream": args.chunks,
         "interval_ms": args.interval_ms, "ramp_s": args.ramp,
         **tally_figures(run.main, args.streams, args.chunks),
         "followers_per_stream": run.followers,
@@ -416,6 +477,11 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=float, default=50)
     parser.add_argument("--pad", type=int, default=0, help="extra bytes of text per chunk")
     parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which to connect")
+    parser.add_argument("--arrival", choices=("ramp", "burst", "poisson", "sequential"),
+                        default="ramp", help="how the streams open (ramp)")
+    parser.add_argument("--seed", type=int, default=1, help="--arrival poisson's seed (1)")
+    parser.add_argument("--returning", action="store_true",
+                        help="relay: every stream carries one returning user's session cookie")
     parser.add_argument("--slack", type=float, default=20.0,
                         help="seconds past the ideal end before unfinished streams fail")
     parser.add_argument("--followers", type=int, default=0,
@@ -424,6 +490,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.followers < 0 or (args.followers and args.mode != "relay"):
         parser.error("--followers takes a count >= 0, and only with --mode relay")
+    if args.returning and args.mode != "relay":
+        parser.error("--returning is for --mode relay")
     try:
         import uvloop
         runner = uvloop.run
