@@ -11,10 +11,21 @@ in the query itself, so no caller can forget it. Reads return frozen records (``
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import CursorResult, Table, bindparam, delete, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from providers import Message, Usage
@@ -62,6 +73,7 @@ class Store:
         self.engine = make_engine(database_url)
         qmark = self.engine.dialect.paramstyle == "qmark"
         self._stops_since = _STOPS_SINCE.format("?" if qmark else "%(moment)s")
+        self._postgresql = self.engine.dialect.name == "postgresql"
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (``schema.py``)."""
@@ -156,39 +168,40 @@ class Store:
         replies being written (``StreamCapReached``). The count and the insert are one
         transaction that concurrent requests of the user take in turn; a turn that starts a
         conversation (``new_conversation``) creates it in that transaction too, so a refused
-        turn leaves none behind."""
-        with Session(self.engine) as db, db.begin():
+        turn leaves none behind. Core statements built once, not the ORM: this is every
+        message's set-up, before the upstream is asked (docs/benchmarks.md)."""
+        moment = now()
+        with self.engine.begin() as connection:
             # Writing first makes SQLite take its write lock now, so the count below sees every
             # committed turn; PostgreSQL needs a lock of its own (one per user).
             if new_conversation is None:
-                db.execute(update(ConversationRow).where(ConversationRow.id == conversation_id)
-                           .values(updated_at=now(), model=model))
+                connection.execute(_TOUCH_CONVERSATION, {
+                    "b_id": conversation_id, "b_model": model, "b_moment": moment})
             else:
-                db.add(ConversationRow(id=conversation_id, user_id=user_id, model=model,
-                                       title=new_conversation.title,
-                                       **new_conversation.settings))
-                db.flush()
-            if db.get_bind().dialect.name == "postgresql":
-                db.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:user, 0))"),
-                           {"user": user_id})
-            if max_streams is not None and self._being_written_by(db, user_id) >= max_streams:
+                connection.execute(_INSERT_CONVERSATION, {
+                    "id": conversation_id, "user_id": user_id, "model": model,
+                    "title": new_conversation.title, "created_at": moment,
+                    "updated_at": moment, **dict.fromkeys(SETTINGS_FIELDS),
+                    **new_conversation.settings})
+            if self._postgresql:
+                connection.execute(_USER_LOCK, {"user": user_id})
+            if max_streams is not None and _count_being_written(
+                    connection, user_id, moment) >= max_streams:
                 raise StreamCapReached(max_streams)
-            db.add_all([
-                MessageRow(id=user_message_id, conversation_id=conversation_id, role="user",
-                           content=user_text, status=ReplyStatus.COMPLETE),
-                MessageRow(id=message_id, conversation_id=conversation_id, role="assistant",
-                           content="", reasoning="", status=ReplyStatus.STREAMING, model=model,
-                           owner=owner, stream_index=stream_index)])
+            common = {"conversation_id": conversation_id, "reasoning": "",
+                      "created_at": moment, "updated_at": moment}
+            connection.execute(_INSERT_MESSAGE, [
+                {**common, "id": user_message_id, "role": "user", "content": user_text,
+                 "status": ReplyStatus.COMPLETE, "model": None, "owner": None,
+                 "stream_index": None},
+                {**common, "id": message_id, "role": "assistant", "content": "",
+                 "status": ReplyStatus.STREAMING, "model": model, "owner": owner,
+                 "stream_index": stream_index}])
 
     def active_streams(self, user_id: str) -> int:
         """Replies of this user being written now, on any instance."""
-        with Session(self.engine) as db:
-            return self._being_written_by(db, user_id)
-
-    @staticmethod
-    def _being_written_by(db: Session, user_id: str) -> int:
-        return db.scalar(select(func.count()).select_from(MessageRow).join(ConversationRow)
-                         .where(ConversationRow.user_id == user_id, *_being_written())) or 0
+        with self.engine.connect() as connection:
+            return _count_being_written(connection, user_id, now())
 
     def history(self, conversation_id: str) -> list[Message]:
         """The turns to send upstream: every user turn, and every assistant turn that has
@@ -211,7 +224,7 @@ class Store:
         transaction; rows no longer ``streaming`` are left alone (their finish_turn has the
         last word). Core, not an ORM Session: this runs for every open reply every save
         interval, and blocks the worker's event loop while it runs."""
-        table = cast(Table, MessageRow.__table__)
+        table = _MESSAGES
         statement = (update(table)
                      .where(table.c.id == bindparam("b_id"),
                             table.c.status == ReplyStatus.STREAMING)
@@ -236,8 +249,9 @@ class Store:
         if usage:
             values.update(prompt_tokens=usage.prompt_tokens,
                           completion_tokens=usage.completion_tokens)
-        with Session(self.engine) as db, db.begin():
-            db.execute(update(MessageRow).where(MessageRow.id == message_id).values(**values))
+        with self.engine.begin() as connection:  # Core: once per reply, like start_turn
+            connection.execute(update(_MESSAGES).where(_MESSAGES.c.id == message_id)
+                               .values(updated_at=now(), **values))
 
     # Replies being written ----------------------------------------------------------------
 
@@ -283,6 +297,26 @@ class Store:
             parameters = (moment,) if "?" in self._stops_since else {"moment": moment}
             return [(row[0], row[1]) for row in connection.exec_driver_sql(
                 self._stops_since, parameters)]
+
+
+_MESSAGES = cast(Table, MessageRow.__table__)
+_CONVERSATIONS = cast(Table, ConversationRow.__table__)
+_TOUCH_CONVERSATION = (update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("b_id"))
+                       .values(updated_at=bindparam("b_moment"), model=bindparam("b_model")))
+_INSERT_CONVERSATION = insert(_CONVERSATIONS)
+_INSERT_MESSAGE = insert(_MESSAGES)
+_USER_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:user, 0))")
+_COUNT_BEING_WRITTEN = (
+    select(func.count()).select_from(_MESSAGES.join(_CONVERSATIONS))
+    .where(_CONVERSATIONS.c.user_id == bindparam("b_user"),
+           _MESSAGES.c.status == ReplyStatus.STREAMING,
+           _MESSAGES.c.updated_at > bindparam("b_fresh")))
+
+
+def _count_being_written(connection: Connection, user_id: str, moment: datetime) -> int:
+    fresh = moment - timedelta(seconds=STALE_STREAMING_SECONDS)
+    return connection.execute(_COUNT_BEING_WRITTEN,
+                              {"b_user": user_id, "b_fresh": fresh}).scalar_one()
 
 
 def _being_written():
