@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
 from . import http
@@ -132,11 +131,7 @@ class ErnieProvider(Provider):
         self._secrets = (api_key, secret_key)
         self._hint = credentials_hint
         self.tokens = tokens or shared_token_cache(self.token_url, api_key, secret_key)
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_connections, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.update({"Accept-Encoding": "identity"})  # compression buffers streams
+        self.session = http.upstream_session(base_url, max_connections)
 
     def stream(self, request: ChatRequest, *, watched: bool = False) -> Iterator[Chunk]:
         return retry_before_first_chunk(lambda: self._authorised(request, watched), self.retry,

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Iterator, Mapping
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
 from . import http
@@ -64,13 +63,8 @@ class OpenAICompatProvider(Provider):
         self.idle_timeout = idle_timeout
         self.retry = retry
         self._secrets = (api_key,)
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_connections, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.update(headers or {})
-        # Compressed event streams are buffered by some servers and proxies: ask for none.
-        self.session.headers.update({"Accept": "text/event-stream", "Accept-Encoding": "identity"})
+        self.session = http.upstream_session(base_url, max_connections, {
+            **(headers or {}), "Accept": "text/event-stream"})
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
 

@@ -1,5 +1,6 @@
 """The OpenAI-compatible provider against a stand-in server on loopback."""
 import logging
+import socket
 import threading
 
 import pytest
@@ -188,6 +189,41 @@ def test_key_never_in_error_messages_or_logs(upstream, caplog):
         error = failure(make_provider(upstream, retry=RetryPolicy(max_retries=0)), model)
         assert KEY not in error.message
     assert KEY not in caplog.text
+
+
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def proxy_environment(monkeypatch):
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def test_the_proxy_of_the_environment_at_start_carries_every_request(upstream,
+                                                                     proxy_environment):
+    # The stand-in plays the company's forward proxy: a plain-HTTP proxy is sent the whole
+    # URL as the request target.
+    proxy_environment.setenv("HTTP_PROXY", upstream.base_url)
+    provider = OpenAICompatProvider("test", [ModelEntry("echo")], "http://model.invalid/v1",
+                                    api_key=KEY, retry=FAST_RETRIES)
+    proxy_environment.delenv("HTTP_PROXY")  # read once, at start
+    text, *_ = collect(provider.stream(ask("echo")))
+    assert text == "Echo: hello [1 messages]"
+    assert upstream.requests[-1]["target"] == "http://model.invalid/v1/chat/completions"
+
+
+def test_no_proxy_of_the_environment_is_honoured(upstream, proxy_environment):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nowhere = "http://127.0.0.1:%d" % closed.getsockname()[1]
+    proxy_environment.setenv("HTTP_PROXY", nowhere)
+    proxy_environment.setenv("NO_PROXY", "127.0.0.1")
+    text, *_ = collect(make_provider(upstream).stream(ask("echo")))
+    assert text == "Echo: hello [1 messages]"
+    assert upstream.requests[-1]["target"] == "/v1/chat/completions"
 
 
 def test_connections_are_reused_between_replies(upstream):

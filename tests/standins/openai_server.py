@@ -99,6 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
         model = body.get("model", "")
         with self.server.lock:
             self.server.requests.append({"body": body, "headers": dict(self.headers),
+                                         "target": self.path,
                                          "client_port": self.client_address[1]})
             self.server.attempts[model] += 1
             attempt = self.server.attempts[model]
