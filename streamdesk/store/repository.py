@@ -22,6 +22,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     select,
     text,
     update,
@@ -309,7 +310,8 @@ _USER_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:user, 0))")
 _COUNT_BEING_WRITTEN = (
     select(func.count()).select_from(_MESSAGES.join(_CONVERSATIONS))
     .where(_CONVERSATIONS.c.user_id == bindparam("b_user"),
-           _MESSAGES.c.status == ReplyStatus.STREAMING,
+           # a literal, not a parameter: only then may SQLite use the partial index (0003)
+           _MESSAGES.c.status == literal_column("'streaming'"),
            _MESSAGES.c.updated_at > bindparam("b_fresh")))
 
 

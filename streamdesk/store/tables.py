@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -62,6 +62,11 @@ class MessageRow(Base):
     # Databases made before this column was added hold NULL in old rows.
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now,
                                                  onupdate=now)
+
+    # Only the replies being written: the stream cap counts them at every message (0003).
+    __table_args__ = (Index("ix_messages_being_written", "conversation_id",
+                            sqlite_where=text("status = 'streaming'"),
+                            postgresql_where=text("status = 'streaming'")),)
 
 
 class RateLimitRow(Base):
