@@ -63,13 +63,31 @@ def log_counts(text: str) -> dict:
     return {"tracebacks": text.count("Traceback"), "worker_timeouts": text.count("WORKER TIMEOUT"),
             "workers_booted": text.count("Booting worker"),
             "pool_full_warnings": text.count("Connection pool is full"),
-            "errors_logged": text.count(" ERROR ") + text.count('"level": "ERROR"')}
+            "errors_logged": text.count(" ERROR ") + text.count('"level": "ERROR"'),
+            "loop_blocked_reports": text.count("appears to be blocked")}
+
+
+def blocked_where(text: str) -> dict[str, int]:
+    """gevent's blocking reports (``--blocking-monitor``), by the innermost frame of the
+    project's own code in the blocked stack (or of any code, when none of ours)."""
+    places: dict[str, int] = {}
+    for blocked in text.split("appears to be blocked")[1:]:
+        stack = blocked.split("Info:", 1)[0]
+        frames = [line.strip() for line in stack.splitlines() if line.strip().startswith("File ")]
+        ours = [f for f in frames if "site-packages" not in f and "/lib/python" not in f]
+        place = (ours or frames or ["?"])[-1]
+        place = place.replace(str(procs.ROOT) + "/", "")
+        places[place] = places.get(place, 0) + 1
+    return dict(sorted(places.items(), key=lambda item: -item[1])[:5])
 
 
 def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, mode: str,
                    upstream: procs.Proc, upstream_port: int, slack: float,
-                   followers: int = 0) -> dict:
-    """Warm the server up, then run one level against it, sampling its CPU and memory."""
+                   followers: int = 0, shape: dict | None = None) -> dict:
+    """Warm the server up, then run one level against it, sampling its CPU and memory.
+    ``shape`` overrides the client's chunks, interval_ms, arrival or returning."""
+    shape = {"chunks": args.chunks, "interval_ms": 1000 / args.rate, "arrival": args.arrival,
+             "returning": False, **(shape or {})}
     procs.run_client(port, mode, streams=min(20, streams), chunks=10, interval_ms=10, ramp=0.2,
                      slack=10, followers=followers)
     time.sleep(1.0)
@@ -79,8 +97,9 @@ def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, m
     cpu0, up_cpu0 = sampler.cpu_total(), procs.cpu_seconds(upstream.pid)
     up_before = procs.upstream_stats(upstream_port)
     machine0 = procs.machine_busy_seconds()
-    result = procs.run_client(port, mode, streams, args.chunks, 1000 / args.rate, args.ramp, slack,
-                              followers=followers)
+    result = procs.run_client(port, mode, streams, shape["chunks"], shape["interval_ms"],
+                              args.ramp, slack, followers=followers, arrival=shape["arrival"],
+                              returning=shape["returning"])
     machine1 = procs.machine_busy_seconds()
     cpu1, up_cpu1 = sampler.cpu_total(), procs.cpu_seconds(upstream.pid)
     sampler.stop()
@@ -97,12 +116,15 @@ def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, m
         "other_cpu_s": round(machine1 - machine0 - (cpu1 - cpu0) - (up_cpu1 - up_cpu0)
                              - result["client_cpu_s"], 2),
         "upstream_dropped": up_after.get("dropped", 0) - up_before.get("dropped", 0),
+        # set-up included; bench/report.py also shows it net of the unloaded run's per-reply cost
+        "cpu_per_chunk_us": round((cpu1 - cpu0) / max(1, result["chunks_received"]) * 1e6, 1),
+        "cpu_per_reply_ms": round((cpu1 - cpu0) / max(1, streams) * 1e3, 3),
     })
     return result
 
 
 def run_relay(args, level: int, upstream, upstream_port: int, out: Path, env: dict,
-              tag: str = "relay", followers: int | None = None) -> dict:
+              tag: str = "relay", followers: int | None = None, shape: dict | None = None) -> dict:
     followers = args.followers if followers is None else followers
     with tempfile.TemporaryDirectory(prefix="streamdesk-bench-") as instance:
         app, port = procs.start_app(args.app_dir, upstream_port, Path(instance),
@@ -110,10 +132,14 @@ def run_relay(args, level: int, upstream, upstream_port: int, out: Path, env: di
                                     {"WEB_CONCURRENCY": str(args.workers), **env})
         try:
             result = measure_server("app", app, port, args, level, "relay", upstream,
-                                    upstream_port, slack=args.slack, followers=followers)
+                                    upstream_port, slack=args.slack, followers=followers,
+                                    shape=shape)
         finally:
             app.stop(grace=5)
-        result["app_log"] = log_counts(app.log())
+        text = app.log()
+        result["app_log"] = log_counts(text)
+        if result["app_log"]["loop_blocked_reports"]:
+            result["blocked_where"] = blocked_where(text)
         result["env"] = env
         return result
 
@@ -128,10 +154,14 @@ def run_naive(args, level: int, upstream, upstream_port: int, out: Path) -> dict
     return result
 
 
-def run_direct(args, level: int, upstream, upstream_port: int) -> dict:
+def run_direct(args, level: int, upstream, upstream_port: int,
+               shape: dict | None = None) -> dict:
+    shape = {"chunks": args.chunks, "interval_ms": 1000 / args.rate, "arrival": args.arrival,
+             **(shape or {})}
     up_cpu0, machine0 = procs.cpu_seconds(upstream.pid), procs.machine_busy_seconds()
-    result = procs.run_client(upstream_port, "direct", level, args.chunks, 1000 / args.rate,
-                              args.ramp, args.slack)
+    result = procs.run_client(upstream_port, "direct", level, shape["chunks"],
+                              shape["interval_ms"], args.ramp, args.slack,
+                              arrival=shape["arrival"])
     up_cpu = procs.cpu_seconds(upstream.pid) - up_cpu0
     result["upstream_cpu_s"] = round(up_cpu, 2)
     result["other_cpu_s"] = round(procs.machine_busy_seconds() - machine0 - up_cpu
@@ -182,6 +212,35 @@ def measured(args, upstream, kind: str, measure, retries: int | None = None) -> 
     return best
 
 
+# Two chunks 1 ms apart: the reply is over at once, so each request meets an idle server.
+UNLOADED_SHAPE = {"chunks": 2, "interval_ms": 1.0, "arrival": "sequential"}
+
+
+def measure_unloaded(args, n: int, upstream, out: Path, env: dict) -> dict:
+    """Time to first token with no other load: ``n`` requests one after another, read
+    directly, relayed for new visitors, and relayed for one returning user."""
+    port = args.upstream_port
+    found = {"direct": measured(args, upstream, "direct, unloaded", functools.partial(
+        run_direct, args, n, upstream, port, shape=UNLOADED_SHAPE))}
+    for users, returning in (("new", False), ("returning", True)):
+        shape = {**UNLOADED_SHAPE, "returning": returning}
+        found[users] = measured(args, upstream, f"relay, unloaded, {users} users",
+                                functools.partial(run_relay, args, n, upstream, port, out, env,
+                                                  tag=f"unloaded-{users}", shape=shape))
+    return found
+
+
+def measure_burst(args, n: int, upstream, out: Path, env: dict) -> dict:
+    """``n`` new chats sent at the same instant: how long the last ones wait."""
+    shape = {"chunks": args.burst_chunks, "arrival": "burst"}
+    port = args.upstream_port
+    return {"streams": n,
+            "direct": measured(args, upstream, f"direct, burst of {n}", functools.partial(
+                run_direct, args, n, upstream, port, shape=shape)),
+            "relay": measured(args, upstream, f"relay, burst of {n}", functools.partial(
+                run_relay, args, n, upstream, port, out, env, tag=f"burst-{n}", shape=shape))}
+
+
 def machine_facts(app_dir: Path) -> dict:
     def git(*words):
         done = subprocess.run(["git", "-C", str(app_dir), *words], capture_output=True, text=True)
@@ -229,6 +288,21 @@ def main() -> None:
                         help="seconds a stream may run past its ideal end before it fails (30)")
     parser.add_argument("--naive-slack", type=float, default=10.0,
                         help="the same for the naive relay, which collapses (10)")
+    parser.add_argument("--arrival", choices=("ramp", "poisson", "burst"), default="ramp",
+                        help="how each level's streams open: evenly over --ramp, at random "
+                             "(Poisson) at the same average rate, or all at once (ramp)")
+    parser.add_argument("--unloaded", type=int, metavar="N",
+                        help="first token with no load: N requests one after another, direct, "
+                             "new users and one returning user (full run: 200; 0: none)")
+    parser.add_argument("--bursts", metavar="N,N",
+                        help="each N new chats sent at the same instant, direct and relayed "
+                             "(full run: 200,1000)")
+    parser.add_argument("--burst-chunks", type=int, default=20,
+                        help="chunks per burst reply, at --rate (20)")
+    parser.add_argument("--blocking-monitor", action="store_true",
+                        help="run the app with gevent's monitor, reporting each time a worker's "
+                             "loop is blocked over 20 ms; it traces every greenlet switch, so "
+                             "such a run's figures are not comparable with others")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")),
                         help="WEB_CONCURRENCY for the app (2)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
@@ -273,12 +347,18 @@ def main() -> None:
     else:
         levels = list(FULL_LEVELS)
     variants = list(args.variant)
-    if not args.quick and not args.levels and not variants:
-        variants = ["1000:SAVE_INTERVAL_SECONDS=60"]
+    full = not args.quick and not args.levels
+    if full and not variants:
+        variants = ["1000:SAVE_INTERVAL_SECONDS=60", "500:WEB_CONCURRENCY=1"]
+    unloaded = args.unloaded if args.unloaded is not None else (200 if full else 0)
+    bursts = [int(x) for x in (args.bursts or ("200,1000" if full else "")).split(",")
+              if x.strip()]
     if args.render_only:
-        levels, variants = [], []
+        levels, variants, unloaded, bursts = [], [], 0, []
     render = not (args.no_render or args.quick)
     base_env = dict(kv.split("=", 1) for kv in args.env)
+    if args.blocking_monitor:
+        base_env.update(GEVENT_MONITOR_THREAD_ENABLE="1", GEVENT_MAX_BLOCKING_TIME="0.02")
 
     fds = procs.raise_fd_limit()
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -286,14 +366,22 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     facts = machine_facts(args.app_dir)
     facts.update(fd_limit=fds, workers=args.workers, chunks=args.chunks, rate=args.rate,
-                 ramp=args.ramp, levels=levels, env=base_env, followers=args.followers)
+                 ramp=args.ramp, levels=levels, env=base_env, followers=args.followers,
+                 arrival=args.arrival, burst_chunks=args.burst_chunks)
     log(f"commit {facts['commit']} in {args.app_dir}; results in {out}")
-    results = {"facts": facts, "levels": [], "variants": [], "render": None}
+    results = {"facts": facts, "levels": [], "variants": [], "render": None, "unloaded": {},
+               "bursts": []}
     started = time.monotonic()
 
     upstream, upstream_port = procs.start_upstream(out / "upstream.log")
     args.upstream_port = upstream_port
     try:
+        if unloaded:
+            results["unloaded"] = measure_unloaded(args, unloaded, upstream, out, base_env)
+            (out / "results.json").write_text(json.dumps(results, indent=1))
+        for n in bursts:
+            results["bursts"].append(measure_burst(args, n, upstream, out, base_env))
+            (out / "results.json").write_text(json.dumps(results, indent=1))
         for level in levels:
             row = {"streams": level}
             if not args.no_direct:
@@ -332,7 +420,7 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1))
     text = report.render(results)
     (out / "benchmarks-table.md").write_text(text)
-    partial = args.quick or bool(args.levels)
+    partial = not full
     if args.write or not (args.no_write or partial):
         report.write(args.output, text)
         log(f"wrote {args.output}")
