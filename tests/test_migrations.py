@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from streamdesk.store import ReplyStatus, Store
-from streamdesk.store.engine import make_engine
+from streamdesk.store.engine import make_engines
 from streamdesk.store.schema import current_revision, head_revision
 from streamdesk.store.tables import Base
 from tests.fakes import start_turn
@@ -56,7 +56,7 @@ def legacy_metadata(*, first_release: bool = False) -> sa.MetaData:
 
 
 def fill_legacy_database(url: str, *, first_release: bool = False) -> None:
-    engine = make_engine(url)
+    engine, _ = make_engines(url)
     metadata = legacy_metadata(first_release=first_release)
     metadata.create_all(engine)
     conversations, messages = metadata.tables["conversations"], metadata.tables["messages"]

@@ -1,13 +1,15 @@
 """The conversation store on a real SQLite file: records out, owners checked."""
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
-from streamdesk.store import ReplyStatus, Store
+from streamdesk.store import ReplyStatus, Store, engine
 from streamdesk.store.tables import MessageRow
 from tests.fakes import start_turn
 
@@ -77,3 +79,43 @@ def test_stop_requests_are_read_back_on_both_databases(dialect, tmp_path, reques
     assert [message_id for message_id, _ in store.stop_requests_since(0)] == ["m1"]
     assert store.stop_requests_since(time.time() + 60) == []
     store.engine.dispose()
+
+
+def _locked_by_another_process(tmp_path):
+    """A connection of its own holding the database's write lock, as another worker's
+    transaction would."""
+    other = sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def test_a_write_waits_for_another_process_in_short_sleeps_that_gevent_makes_cooperative(
+        store, tmp_path, monkeypatch):
+    conversation = store.create_conversation("alice", "t", "demo/offline")
+    _, reply_id = start_turn(store, "alice", conversation.id, "question")
+    other = _locked_by_another_process(tmp_path)
+    naps = []
+
+    def nap(seconds):  # time.sleep, which gevent patches: meanwhile the other one commits
+        naps.append(seconds)
+        if len(naps) == 5:
+            other.execute("COMMIT")
+
+    monkeypatch.setattr(engine.time, "sleep", nap)
+    store.finish_turn(reply_id, content="the answer", reasoning="",
+                      status=ReplyStatus.COMPLETE, finish_reason="stop")
+    # SQLite's own busy wait would have slept inside C, stopping the whole worker.
+    assert naps == [0.0005, 0.001, 0.002, 0.004, 0.005]
+    assert store.conversation_messages("alice", conversation.id)[1].content == "the answer"
+
+
+def test_a_write_lock_never_released_fails_after_the_timeout(store, tmp_path, monkeypatch):
+    conversation = store.create_conversation("alice", "t", "demo/offline")
+    _, reply_id = start_turn(store, "alice", conversation.id, "question")
+    other = _locked_by_another_process(tmp_path)
+    monkeypatch.setattr(engine, "WRITE_LOCK_TIMEOUT_SECONDS", 0.0)
+    with pytest.raises(OperationalError, match="locked"):
+        store.finish_turn(reply_id, content="lost", reasoning="", status=ReplyStatus.COMPLETE,
+                          finish_reason="stop")
+    other.execute("ROLLBACK")
+    assert store.conversation_messages("alice", conversation.id)[1].status == "streaming"

@@ -1,7 +1,25 @@
-"""One SQLAlchemy engine per process, tuned for the database behind it."""
+"""The SQLAlchemy engines of a process, tuned for the database behind them.
+
+``make_engines`` gives one engine for reads and one for write transactions. On PostgreSQL they
+are the same engine. On SQLite the writer's transactions take the database's one write lock
+when they begin (``BEGIN IMMEDIATE``) and wait for it cooperatively: SQLite's own wait (its
+busy timeout) sleeps inside C, and under gevent that sleep stops every stream of the worker,
+1 ms, then 2, 5, 10... per try. Two workers starting replies in a burst collided hundreds of
+times a second that way (docs/benchmarks.md). In WAL mode (``schema.py`` sets it) nothing
+else in a write transaction waits for a lock, and readers never do.
+"""
 from __future__ import annotations
 
+import sqlite3
+import time
+
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+
+# How long a write transaction waits for the lock before failing, as SQLite's busy timeout did.
+WRITE_LOCK_TIMEOUT_SECONDS = 30.0
+_FIRST_RETRY_SECONDS = 0.0005
+_LONGEST_RETRY_SECONDS = 0.005
 
 
 def engine_url(database_url: str) -> str:
@@ -13,20 +31,24 @@ def engine_url(database_url: str) -> str:
     return database_url
 
 
-def make_engine(database_url: str) -> Engine:
+def make_engines(database_url: str) -> tuple[Engine, Engine]:
+    """(the engine for reads, the engine for write transactions)."""
     database_url = engine_url(database_url)
-    sqlite = database_url.startswith("sqlite")
-    # A ping before every checkout guards against dropped server connections; a SQLite
-    # file cannot drop, and the extra query would run for every progress save.
-    options: dict = {"pool_pre_ping": not sqlite}
-    if sqlite:
-        # One engine serves every greenlet of a worker; SQLite's own thread check would
-        # refuse that, and its default 5 s busy wait is short for several workers.
-        options["connect_args"] = {"check_same_thread": False, "timeout": 30}
-    engine = create_engine(database_url, **options)
-    if sqlite:
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
+    if not database_url.startswith("sqlite"):
+        # A ping before every checkout guards against dropped server connections.
+        engine = create_engine(database_url, pool_pre_ping=True)
+        return engine, engine
+    # One engine serves every greenlet of a worker; SQLite's own thread check would refuse
+    # that. A SQLite file cannot drop a connection: no ping (it would run for every save).
+    reads = create_engine(database_url,
+                          connect_args={"check_same_thread": False, "timeout": 30})
+    event.listen(reads, "connect", _sqlite_pragmas)
+    writes = create_engine(database_url,
+                           connect_args={"check_same_thread": False, "timeout": 0})
+    event.listen(writes, "connect", _sqlite_pragmas)
+    event.listen(writes, "connect", _no_implicit_begin)
+    event.listen(writes, "begin", _begin_immediate)
+    return reads, writes
 
 
 def _sqlite_pragmas(connection, _record) -> None:
@@ -37,3 +59,25 @@ def _sqlite_pragmas(connection, _record) -> None:
     # while the whole worker (every stream on it) waits with it.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _no_implicit_begin(connection, _record) -> None:
+    # The driver would begin a deferred transaction before the first write by itself;
+    # _begin_immediate begins every transaction of this engine instead.
+    connection.isolation_level = None
+
+
+def _begin_immediate(connection) -> None:
+    """BEGIN IMMEDIATE, retried with short cooperative sleeps (gevent patches time.sleep)
+    while another process holds the write lock."""
+    delay, deadline = _FIRST_RETRY_SECONDS, time.monotonic() + WRITE_LOCK_TIMEOUT_SECONDS
+    while True:
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as error:
+            busy = getattr(error.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, _LONGEST_RETRY_SECONDS)

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from providers import Message, Usage
 
-from .engine import make_engine
+from .engine import make_engines
 from .records import (
     STALE_STREAMING_SECONDS,
     Conversation,
@@ -71,7 +71,9 @@ def _message(row: MessageRow, moment) -> StoredMessage:
 
 class Store:
     def __init__(self, database_url: str):
-        self.engine = make_engine(database_url)
+        # Write transactions go to ``writer`` (engine.py: on SQLite it waits for the write
+        # lock without stopping the worker); reads to ``engine``.
+        self.engine, self.writer = make_engines(database_url)
         qmark = self.engine.dialect.paramstyle == "qmark"
         self._stops_since = _STOPS_SINCE.format("?" if qmark else "%(moment)s")
         self._postgresql = self.engine.dialect.name == "postgresql"
@@ -88,7 +90,7 @@ class Store:
 
     def create_conversation(self, user_id: str, title: str, model: str,
                             settings: dict | None = None) -> Conversation:
-        with Session(self.engine) as db, db.begin():
+        with Session(self.writer) as db, db.begin():
             row = ConversationRow(user_id=user_id, title=title, model=model, **(settings or {}))
             db.add(row)
             db.flush()
@@ -122,7 +124,7 @@ class Store:
         values = dict(settings or {})
         if title is not None:
             values["title"] = title
-        with Session(self.engine) as db, db.begin():
+        with Session(self.writer) as db, db.begin():
             owned = ConversationRow.id == conversation_id, ConversationRow.user_id == user_id
             if not values:
                 return db.scalar(select(ConversationRow.id).where(*owned)) is not None
@@ -130,7 +132,7 @@ class Store:
             return cast(CursorResult, result).rowcount == 1
 
     def delete_conversation(self, user_id: str, conversation_id: str) -> bool:
-        with Session(self.engine) as db, db.begin():
+        with Session(self.writer) as db, db.begin():
             owned = db.scalar(select(ConversationRow.id).where(
                 ConversationRow.id == conversation_id, ConversationRow.user_id == user_id))
             if not owned:
@@ -145,7 +147,7 @@ class Store:
         """Delete a user message and every later turn: "edit and resend" and "regenerate"
         both replace the conversation from that message on. A reply still being written in
         that range is never deleted under its writer: ``ReplyInProgress``."""
-        with Session(self.engine) as db, db.begin():
+        with Session(self.writer) as db, db.begin():
             seq = db.scalar(select(MessageRow.seq).join(ConversationRow).where(
                 MessageRow.id == message_id, MessageRow.role == "user",
                 MessageRow.conversation_id == conversation_id, ConversationRow.user_id == user_id))
@@ -172,7 +174,7 @@ class Store:
         turn leaves none behind. Core statements built once, not the ORM: this is every
         message's set-up, before the upstream is asked (docs/benchmarks.md)."""
         moment = now()
-        with self.engine.begin() as connection:
+        with self.writer.begin() as connection:
             # Writing first makes SQLite take its write lock now, so the count below sees every
             # committed turn; PostgreSQL needs a lock of its own (one per user).
             if new_conversation is None:
@@ -231,7 +233,7 @@ class Store:
                             table.c.status == ReplyStatus.STREAMING)
                      .values(content=bindparam("b_content"), reasoning=bindparam("b_reasoning"),
                              stream_index=bindparam("b_index"), updated_at=now()))
-        with self.engine.begin() as connection:
+        with self.writer.begin() as connection:
             connection.execute(statement, [
                 {"b_id": i, "b_content": c, "b_reasoning": r, "b_index": x}
                 for i, c, r, x in rows])
@@ -250,7 +252,7 @@ class Store:
         if usage:
             values.update(prompt_tokens=usage.prompt_tokens,
                           completion_tokens=usage.completion_tokens)
-        with self.engine.begin() as connection:  # Core: once per reply, like start_turn
+        with self.writer.begin() as connection:  # Core: once per reply, like start_turn
             connection.execute(update(_MESSAGES).where(_MESSAGES.c.id == message_id)
                                .values(updated_at=now(), **values))
 
@@ -275,7 +277,7 @@ class Store:
     def interrupt_abandoned(self, message_id: str, owner: str, message: str,
                             stream_index: str | None) -> bool:
         """Its writer died: the reply reads ``interrupted``, with its text so far."""
-        with Session(self.engine) as db, db.begin():
+        with Session(self.writer) as db, db.begin():
             result = db.execute(update(MessageRow).where(
                 MessageRow.id == message_id, MessageRow.owner == owner,
                 MessageRow.status == ReplyStatus.STREAMING).values(
@@ -286,7 +288,7 @@ class Store:
     def request_stop(self, message_id: str) -> None:
         """For the worker writing the reply, when no Redis can tell it at once."""
         moment = time.time()
-        with Session(self.engine) as db, db.begin():
+        with Session(self.writer) as db, db.begin():
             db.execute(delete(ReplyStopRow).where(
                 ReplyStopRow.requested_at < moment - STOP_REQUESTS_KEPT_SECONDS))
             db.merge(ReplyStopRow(message_id=message_id, requested_at=moment))

@@ -64,7 +64,7 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
     requests_log.init_app(app)
     security.init_app(app, settings)
     identity.init_app(app)
-    limits.init_app(app, settings, store.engine)
+    limits.init_app(app, settings, store.writer)
     errors.init_app(app)
     cli.init_app(app)
     for blueprint in blueprints:
