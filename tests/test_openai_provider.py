@@ -218,7 +218,7 @@ def test_the_proxy_of_the_environment_at_start_carries_every_request(upstream,
 def test_no_proxy_of_the_environment_is_honoured(upstream, proxy_environment):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
-        nowhere = "http://127.0.0.1:%d" % closed.getsockname()[1]
+        nowhere = f"http://127.0.0.1:{closed.getsockname()[1]}"
     proxy_environment.setenv("HTTP_PROXY", nowhere)
     proxy_environment.setenv("NO_PROXY", "127.0.0.1")
     text, *_ = collect(make_provider(upstream).stream(ask("echo")))

@@ -242,19 +242,17 @@ class Store:
                     status: ReplyStatus, finish_reason: str | None,
                     error: tuple[str, str] | None = None, usage: Usage | None = None,
                     stream_index: str | None = None) -> None:
-        """The reply's last word. ``error`` is (code, message)."""
-        values: dict = {"content": content, "reasoning": reasoning, "status": status,
-                        "finish_reason": finish_reason, "owner": None}
-        if stream_index is not None:
-            values["stream_index"] = stream_index
-        if error:
-            values.update(error_code=error[0], error_message=error[1])
-        if usage:
-            values.update(prompt_tokens=usage.prompt_tokens,
-                          completion_tokens=usage.completion_tokens)
-        with self.writer.begin() as connection:  # Core: once per reply, like start_turn
-            connection.execute(update(_MESSAGES).where(_MESSAGES.c.id == message_id)
-                               .values(updated_at=now(), **values))
+        """The reply's last word. ``error`` is (code, message); what is not given keeps its
+        value (a reply row starts with no error, no usage and its first stream index)."""
+        with self.writer.begin() as connection:  # Core, built once: as start_turn
+            connection.execute(_FINISH_REPLY, {
+                "b_id": message_id, "b_content": content, "b_reasoning": reasoning,
+                "b_status": status, "b_finish_reason": finish_reason, "b_index": stream_index,
+                "b_error_code": error[0] if error else None,
+                "b_error_message": error[1] if error else None,
+                "b_prompt_tokens": usage.prompt_tokens if usage else None,
+                "b_completion_tokens": usage.completion_tokens if usage else None,
+                "b_moment": now()})
 
     # Replies being written ----------------------------------------------------------------
 
@@ -308,6 +306,14 @@ _TOUCH_CONVERSATION = (update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindp
                        .values(updated_at=bindparam("b_moment"), model=bindparam("b_model")))
 _INSERT_CONVERSATION = insert(_CONVERSATIONS)
 _INSERT_MESSAGE = insert(_MESSAGES)
+_FINISH_REPLY = update(_MESSAGES).where(_MESSAGES.c.id == bindparam("b_id")).values(
+    content=bindparam("b_content"), reasoning=bindparam("b_reasoning"),
+    status=bindparam("b_status"), finish_reason=bindparam("b_finish_reason"), owner=None,
+    **{column: func.coalesce(bindparam(f"b_{name}"), _MESSAGES.c[column]) for column, name in (
+        ("stream_index", "index"), ("error_code", "error_code"),
+        ("error_message", "error_message"), ("prompt_tokens", "prompt_tokens"),
+        ("completion_tokens", "completion_tokens"))},
+    updated_at=bindparam("b_moment"))
 _USER_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:user, 0))")
 _COUNT_BEING_WRITTEN = (
     select(func.count()).select_from(_MESSAGES.join(_CONVERSATIONS))
