@@ -5,6 +5,7 @@ its own pid (SIGTERM, then SIGKILL after a grace period); nothing is left runnin
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -331,3 +333,25 @@ def run_client(port: int, mode: str, streams: int, chunks: int, interval_ms: flo
     if done.returncode != 0:
         raise RuntimeError(f"client failed ({done.returncode}): {done.stderr[-3000:]}")
     return json.loads(done.stdout)
+
+
+@contextlib.contextmanager
+def shared_services(admin_url: str, redis_url: str):
+    """The shared deployment of docs/deploy.md for one app start: a new PostgreSQL database
+    (dropped afterwards) and ``redis_url``'s database emptied first, so no run inherits
+    another's rows, sessions or counters. Yields the app's DATABASE_URL and REDIS_URL."""
+    import psycopg
+    import redis
+
+    name = f"streamdesk_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    try:
+        yield {"DATABASE_URL": admin_url.rsplit("/", 1)[0] + "/" + name, "REDIS_URL": redis_url}
+    finally:
+        client.flushdb()
+        client.close()
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -101,8 +101,12 @@ def _relay_section(results: dict) -> str:
           + ", ".join(f"{k} {v}" for k, v in f["versions"].items()) + ".",
         "",
         f"Each stream: {f['chunks']} chunks at {f['rate']:g} per second "
-        f"({f['chunks'] / f['rate']:g} s), all streams opened over {f['ramp']:g} s; app with "
-        f"WEB_CONCURRENCY={f['workers']}" + (f", {f['env']}" if f["env"] else "")
+        f"({f['chunks'] / f['rate']:g} s), "
+        + {"burst": "all streams opened at once", "poisson": f"streams arriving at random over "
+           f"{f['ramp']:g} s (Poisson)"}.get(f.get("arrival", "ramp"),
+                                             f"all streams opened over {f['ramp']:g} s")
+        + f"; app with WEB_CONCURRENCY={f['workers']} on {f.get('store', 'SQLite')}"
+        + (f", {f['env']}" if f["env"] else "")
         + (f"; every relayed stream followed by {n} more connection{'s' if n > 1 else ''} "
            "(`GET /api/messages/<id>/events`)" if n else "")
         + f". Whole run: {results.get('elapsed_s', '?')} s.",
@@ -195,7 +199,8 @@ def _first_token_section(results: dict) -> str:
     if unloaded:
         direct = unloaded["direct"]
         lines += [
-            f"**Unloaded.** {direct['streams']} requests one after another, each a two-chunk "
+            f"**Unloaded** ({f.get('store', 'SQLite')}). {direct['streams']} requests one after "
+            "another, each a two-chunk "
             "reply; the next is sent when the previous has ended. *new*: every request a first "
             "visit (no cookie; the app makes a session and a conversation); *returning*: one "
             "user's session cookie on every request (a new conversation each time). *added*: "
@@ -222,7 +227,8 @@ def _first_token_section(results: dict) -> str:
             "" if lines else "",
             f"**Bursts.** N new chats sent at the same instant (no cookie, no ramp), each a "
             f"reply of {f.get('burst_chunks', '?')} chunks at {f['rate']:g} per second; "
-            f"WEB_CONCURRENCY={f['workers']}. *per reply*: server CPU / N.",
+            f"WEB_CONCURRENCY={f['workers']}, {f.get('store', 'SQLite')}. *per reply*: "
+            "server CPU / N.",
             "",
             "| at once | path | completed / failed | chunks lost | TTFT p50 / p90 / p99 / max "
             "(ms) | chunk latency p99 (ms) | server CPU (s) (per reply, ms) | server log |",

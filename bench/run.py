@@ -5,7 +5,12 @@
   .venv/bin/python bench/run.py --quick        # 10 and 100 streams only, no rendering
   .venv/bin/python bench/run.py --levels 10,500 --no-naive --no-render --no-write
 
-For each level it runs, one after the other on the same machine:
+  .venv/bin/python bench/run.py --unloaded 200 --bursts 200,1000 --levels 1000 --shared
+
+First, when asked (the full run does both): the first token with no load (``--unloaded N``:
+N requests one after another, new visitors and one returning user) and in bursts
+(``--bursts``: N new chats at the same instant). Then, for each level, one after the other on
+the same machine:
 
   direct  the load client reading the stand-in upstream itself: the limit
   relay   the app under its production command (the Procfile's) relaying that upstream
@@ -15,12 +20,17 @@ Each stream is a distinct user (no cookie: every /chat is a first visit) asking 
 conversation; each gets ``--chunks`` chunks ``1000/--rate`` ms apart. ``--followers N`` (or a
 variant ``LEVEL:followers=N``) has every relayed stream followed by N more connections to
 ``GET /api/messages/<id>/events`` with its session cookie, tallied apart from the streams.
-The app gets a fresh instance folder (SQLite store, file sessions) and a fresh start per
-level, so memory and CPU are its own. Raw results and process logs go to bench/results/<time>/.
+Streams open evenly over ``--ramp`` seconds, or at random at the same average rate
+(``--arrival poisson``), or all at once (``--arrival burst``). The app gets a fresh instance
+folder (SQLite store, file sessions; with ``--shared`` a new PostgreSQL database and an emptied
+Redis database instead) and a fresh start per level, so memory and CPU are its own.
+``--variant 500:WEB_CONCURRENCY=1`` (in the full run) shows the cost per chunk and per reply
+against the worker count. Raw results and process logs go to bench/results/<time>/.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import functools
 import json
@@ -126,10 +136,14 @@ def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, m
 def run_relay(args, level: int, upstream, upstream_port: int, out: Path, env: dict,
               tag: str = "relay", followers: int | None = None, shape: dict | None = None) -> dict:
     followers = args.followers if followers is None else followers
-    with tempfile.TemporaryDirectory(prefix="streamdesk-bench-") as instance:
+    with contextlib.ExitStack() as stack:
+        instance = stack.enter_context(tempfile.TemporaryDirectory(prefix="streamdesk-bench-"))
+        shared = (stack.enter_context(procs.shared_services(args.postgres_admin_url,
+                                                            args.redis_url))
+                  if args.shared else {})
         app, port = procs.start_app(args.app_dir, upstream_port, Path(instance),
                                     out / f"app-{tag}-{level}.log",
-                                    {"WEB_CONCURRENCY": str(args.workers), **env})
+                                    {"WEB_CONCURRENCY": str(args.workers), **shared, **env})
         try:
             result = measure_server("app", app, port, args, level, "relay", upstream,
                                     upstream_port, slack=args.slack, followers=followers,
@@ -303,6 +317,14 @@ def main() -> None:
                         help="run the app with gevent's monitor, reporting each time a worker's "
                              "loop is blocked over 20 ms; it traces every greenlet switch, so "
                              "such a run's figures are not comparable with others")
+    parser.add_argument("--shared", action="store_true",
+                        help="the app on PostgreSQL and Redis, as docs/deploy.md's shared "
+                             "deployment: a new database per app start, dropped after, and "
+                             "--redis-url's database emptied before and after")
+    parser.add_argument("--postgres-admin-url", default="postgresql://postgres@127.0.0.1/postgres",
+                        help="--shared: where databases are created (%(default)s)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13",
+                        help="--shared: the Redis database the bench may empty (%(default)s)")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")),
                         help="WEB_CONCURRENCY for the app (2)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
@@ -367,7 +389,8 @@ def main() -> None:
     facts = machine_facts(args.app_dir)
     facts.update(fd_limit=fds, workers=args.workers, chunks=args.chunks, rate=args.rate,
                  ramp=args.ramp, levels=levels, env=base_env, followers=args.followers,
-                 arrival=args.arrival, burst_chunks=args.burst_chunks)
+                 arrival=args.arrival, burst_chunks=args.burst_chunks,
+                 store="PostgreSQL + Redis" if args.shared else "SQLite, file sessions")
     log(f"commit {facts['commit']} in {args.app_dir}; results in {out}")
     results = {"facts": facts, "levels": [], "variants": [], "render": None, "unloaded": {},
                "bursts": []}
