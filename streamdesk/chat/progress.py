@@ -4,7 +4,7 @@ Every open reply must reach the store at least every ``SAVE_INTERVAL_SECONDS`` s
 crash or a drop loses little. Done per reply, 1,000 open replies are 1,000 transactions a
 second, each blocking the worker's event loop (SQLite's driver does not yield) and all 1,000
 streams with it. Here a reply only marks itself as grown (a dict assignment per chunk); one
-greenlet per worker writes every grown reply once per interval, a few hundred rows per
+greenlet per worker writes every grown reply once per interval, ``ROWS_PER_WRITE`` rows per
 executemany. Each reply's pieces are joined into one string as it is saved (and kept that way).
 The reply's stream index is saved with its text, so the two always agree, and the events now
 saved are dropped from the reply's live log.
@@ -25,7 +25,10 @@ from .live import LiveReply
 log = logging.getLogger(__name__)
 
 _savers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-ROWS_PER_WRITE = 200  # bounds the strings held at once, and each blocking write
+# Bounds the strings held at once and each blocking write; the flush lets the loop run between
+# writes. 200 rows at a time with no pause held a worker over 5 ms 13-17 times in a 500-stream
+# run (gevent's blocking monitor); 50 with a pause, once or twice (docs/benchmarks.md).
+ROWS_PER_WRITE = 50
 
 
 class ProgressSaver:
@@ -56,6 +59,8 @@ class ProgressSaver:
         self.flusher = None
         batch, self.grown = list(self.grown.values()), {}
         for start in range(0, len(batch), ROWS_PER_WRITE):
+            if start:
+                gevent.sleep(0)  # the streams of this worker go on between two writes
             replies = batch[start:start + ROWS_PER_WRITE]
             positions = [reply.index.position for reply in replies]
             rows = [(reply.message_id, compact(reply.text), compact(reply.reasoning),

@@ -1,0 +1,65 @@
+"""Saving growing replies in batches (streamdesk/chat/progress.py) on a real SQLite file."""
+from __future__ import annotations
+
+import gevent
+import pytest
+
+from streamdesk.chat import progress
+from streamdesk.chat.events import Delta, Meta
+from streamdesk.chat.live import LiveReply
+from streamdesk.chat.progress import ProgressSaver
+from streamdesk.store import Store
+from tests.fakes import start_turn
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    store.migrate()
+    return store
+
+
+def growing_reply(store, user: str, text: str) -> LiveReply:
+    conversation = store.create_conversation(user, "t", "demo/offline")
+    user_message_id, message_id = start_turn(store, user, conversation.id, "question")
+    reply = LiveReply(Meta(conversation.id, user_message_id, message_id, "demo/offline", 0))
+    reply.publish(Delta("text", text))
+    reply.text.append(text)
+    return reply
+
+
+def test_many_replies_are_saved_in_slices_and_the_loop_runs_between_two(store, monkeypatch):
+    replies = [growing_reply(store, f"user{i}", f"reply {i} so far") for i in range(120)]
+    saver = ProgressSaver(store, interval=60)
+    for reply in replies:
+        saver.grew(reply)
+    happened = []
+    write = store.save_progress_many
+    monkeypatch.setattr(store, "save_progress_many",
+                        lambda rows: (happened.append(len(rows)), write(rows)))
+    gevent.spawn(happened.append, "another greenlet ran")
+    saver.flush()
+    size = progress.ROWS_PER_WRITE
+    assert happened == [size, "another greenlet ran", size, 120 - 2 * size]
+    for i, reply in enumerate(replies):
+        saved = store.reply(f"user{i}", reply.message_id)
+        assert saved.content == f"reply {i} so far" and saved.status == "streaming"
+
+
+def test_a_reply_that_finishes_between_two_slices_keeps_its_last_word(store, monkeypatch):
+    replies = [growing_reply(store, f"user{i}", "partial") for i in range(progress.ROWS_PER_WRITE
+                                                                          + 1)]
+    saver = ProgressSaver(store, interval=60)
+    for reply in replies:
+        saver.grew(reply)
+    last = replies[-1]
+
+    def finish():  # runs while the flush lets the loop go on after its first slice
+        store.finish_turn(last.message_id, content="the whole answer", reasoning="",
+                          status="complete", finish_reason="stop")
+        saver.finished(last)
+
+    gevent.spawn(finish)
+    saver.flush()
+    saved = store.reply(f"user{len(replies) - 1}", last.message_id)
+    assert saved.content == "the whole answer" and saved.status == "complete"
