@@ -426,8 +426,14 @@ async def main_async(args) -> dict:
         for i in range(args.streams):
             run.one_done.clear()
             run.open(Stream(run, i))
-            await asyncio.wait_for(run.one_done.wait(), args.chunks * args.interval_ms / 1000
-                                   + args.slack)
+            try:
+                await asyncio.wait_for(run.one_done.wait(),
+                                       args.chunks * args.interval_ms / 1000 + args.slack)
+            except TimeoutError:  # this one is failed below; the rest are never sent
+                unsent = args.streams - i - 1
+                run.main.fail("not opened: the stream before it did not end", unsent)
+                run.pending -= unsent
+                break
             deadline = loop.time() + args.slack
     else:
         for i, at in enumerate(arrival_times(args)):
