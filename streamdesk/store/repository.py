@@ -175,8 +175,8 @@ class Store:
         message's set-up, before the upstream is asked (docs/benchmarks.md)."""
         moment = now()
         with self.writer.begin() as connection:
-            # Writing first makes SQLite take its write lock now, so the count below sees every
-            # committed turn; PostgreSQL needs a lock of its own (one per user).
+            # SQLite's writer took the database's write lock at BEGIN (engine.py), so the count
+            # below sees every committed turn; PostgreSQL needs a lock of its own (per user).
             if new_conversation is None:
                 connection.execute(_TOUCH_CONVERSATION, {
                     "b_id": conversation_id, "b_model": model, "b_moment": moment})
