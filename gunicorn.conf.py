@@ -97,6 +97,10 @@ def post_worker_init(worker):
     # this, ~45 times and 275-295 ms (docs/benchmarks.md).
     gc.set_threshold(10_000, 20, 20)
 
+    # How late this worker's loop runs, for /metrics (streamdesk/loop_lag.py).
+    from streamdesk.loop_lag import LoopWatch
+    LoopWatch().start()
+
 
 def worker_exit(server, worker):
     """Replies run on their own greenlets, which gunicorn does not wait for: wait for them,

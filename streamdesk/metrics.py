@@ -6,7 +6,7 @@ worker starts, each process writes its values there, and ``/metrics`` adds them 
 that variable (tests, a single process) the ordinary in-process registry is used.
 
 Nothing here runs per chunk: a reply touches these once when it starts, once at its first
-token and once when it ends.
+token and once when it ends. The event-loop figures come from ``loop_lag.py``.
 """
 from __future__ import annotations
 
@@ -36,6 +36,14 @@ TOKENS = Counter("streamdesk_tokens_total", "Tokens reported by providers",
                  ["provider", "model", "kind"])
 UPSTREAM_ERRORS = Counter("streamdesk_upstream_errors_total", "Provider errors by stable code",
                           ["provider", "code"])
+# streamdesk/loop_lag.py: how late a worker's event loop ran, when 5 ms or more late.
+EVENT_LOOP_LATE = Histogram(
+    "streamdesk_event_loop_late_seconds",
+    "Ticks of a worker's event loop that ran 5 ms or more late, by how late",
+    buckets=(0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+EVENT_LOOP_LATE_MAX = Gauge("streamdesk_event_loop_late_max_seconds",
+                            "The latest any worker's event loop ran since it started",
+                            multiprocess_mode="max")
 
 
 def exposition() -> tuple[bytes, str]:
