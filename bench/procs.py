@@ -264,6 +264,25 @@ def start_upstream(log: Path) -> tuple[Proc, int]:
     return proc, port
 
 
+def loop_lateness(port: int) -> dict:
+    """The app's event-loop lateness (streamdesk/loop_lag.py) from its /metrics, summed over
+    its workers: late ticks counted per histogram bucket, and the longest since start."""
+    status, body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=5.0)
+    found: dict = {"buckets": {}, "count": 0.0, "longest_s": None}
+    if status != 200:
+        return found
+    for line in body.decode().splitlines():
+        if line.startswith("streamdesk_event_loop_late_seconds_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            found["buckets"][bound] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("streamdesk_event_loop_late_seconds_count"):
+            found["count"] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("streamdesk_event_loop_late_max_seconds"):
+            value = float(line.rsplit(" ", 1)[1])
+            found["longest_s"] = max(found["longest_s"] or 0.0, value)
+    return found
+
+
 def upstream_stats(port: int) -> dict:
     status, body = http_get(f"http://127.0.0.1:{port}/_stats")
     return json.loads(body) if status == 200 else {}

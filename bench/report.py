@@ -163,8 +163,7 @@ def _relay_section(results: dict) -> str:
         lag = r.get("client_loop_lag_ms") or {}
         errors = "; ".join(f"{n}× {e}" for e, n in sorted(r.get("errors", {}).items(),
                                                          key=lambda x: -x[1])[:3]) or "—"
-        server_log = r.get("app_log")
-        log_text = ", ".join(f"{k} {v}" for k, v in server_log.items() if v) if server_log else "—"
+        log_text = _server_log(r)
         other = f"{max(0.0, r['other_cpu_s']):.1f}" if "other_cpu_s" in r else "—"
         if r.get("attempts", 1) > 1:
             other += f" (best of {r['attempts']})"
@@ -186,6 +185,22 @@ def _relay_section(results: dict) -> str:
                      f"{r.get('upstream_cpu_s', 0):.1f} | {other} | "
                      f"{errors.replace('|', '/')} | {follow_text}{log_text or '—'} |")
     return "\n".join(lines)
+
+
+def _loop_text(r: dict) -> str:
+    late = r.get("loop_late")
+    if not late or late.get("longest_ms") is None:
+        return ""
+    return (f"loop late at most {late['longest_ms']:.0f} ms, {late['over_20ms']} tick(s) "
+            f"over 20 ms")
+
+
+def _server_log(r: dict) -> str:
+    log = r.get("app_log")
+    parts = [f"{k} {v}" for k, v in log.items() if v] if log else []
+    if _loop_text(r):
+        parts.append(_loop_text(r))
+    return ", ".join(parts) or "—"
 
 
 def _ttft_cell(r: dict, keys=("p50", "p90", "p99")) -> str:
@@ -241,13 +256,12 @@ def _first_token_section(results: dict) -> str:
                     continue
                 cpu = (f"{r['server_cpu_s']:.1f} ({r['cpu_per_reply_ms']:.1f})"
                        if "server_cpu_s" in r else "—")
-                log = r.get("app_log")
-                log_text = ", ".join(f"{k} {v}" for k, v in log.items() if v) if log else "—"
+                log_text = _server_log(r)
                 lines.append(
                     f"| {burst['streams']:,} | {name} | {r['completed']:,} / {r['failed']:,} | "
                     f"{r['chunks_lost']:,} | {_ttft_cell(r, ('p50', 'p90', 'p99', 'max'))} | "
                     f"{_ms((r.get('latency_ms') or {}).get('p99'))} | {cpu} | "
-                    f"{log_text or '—'} |")
+                    f"{log_text} |")
     return "\n".join(lines).strip("\n")
 
 
@@ -303,6 +317,12 @@ def relay_targets(results: dict) -> list[tuple[str, str, bool | None]]:
             out.append(("the same after the ramp (not the target, for insight)",
                         f"p50 {s50:+.2f} ms, p99 {s99:+.1f} ms",
                         s50 <= LATENCY_P50_BUDGET_MS and s99 <= LATENCY_P99_BUDGET_MS))
+    late = relay.get("loop_late") or {}
+    if late.get("longest_ms") is not None:
+        out.append((f"no tick of a worker's loop over 20 ms late at {TARGET_LEVEL:,} "
+                    "(the longest since start, warm-up included)", f"{late['longest_ms']:.0f} ms; "
+                    f"{late['over_20ms']} tick(s) over 20 ms during the run",
+                    late["over_20ms"] == 0 and late["longest_ms"] <= 20))
     out.append((f"app memory ≤ {RSS_PER_STREAM_BUDGET_KB:g} KB per open stream at {TARGET_LEVEL:,}",
                 f"{relay['rss_per_stream_kb']:.0f} KB "
                 f"({relay.get('peak_streaming', '?')} open at the peak)",

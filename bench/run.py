@@ -106,6 +106,7 @@ def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, m
     sampler.start()
     cpu0, up_cpu0 = sampler.cpu_total(), procs.cpu_seconds(upstream.pid)
     up_before = procs.upstream_stats(upstream_port)
+    late_before = procs.loop_lateness(port) if name == "app" else None
     machine0 = procs.machine_busy_seconds()
     result = procs.run_client(port, mode, streams, shape["chunks"], shape["interval_ms"],
                               args.ramp, slack, followers=followers, arrival=shape["arrival"],
@@ -114,6 +115,8 @@ def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, m
     cpu1, up_cpu1 = sampler.cpu_total(), procs.cpu_seconds(upstream.pid)
     sampler.stop()
     up_after = procs.upstream_stats(upstream_port)
+    if late_before is not None:
+        result["loop_late"] = loop_late_during(late_before, procs.loop_lateness(port))
     hwm_kb = sum(procs.memory_kb(pid)[1] for pid in procs.process_tree(proc.pid))
     result.update({
         "server": name, "server_cpu_s": round(cpu1 - cpu0, 2),
@@ -131,6 +134,17 @@ def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, m
         "cpu_per_reply_ms": round((cpu1 - cpu0) / max(1, streams) * 1e3, 3),
     })
     return result
+
+
+def loop_late_during(before: dict, after: dict) -> dict:
+    """Late ticks of the workers' loops during the run (``streamdesk/loop_lag.py``): how many
+    were 5 ms or more late, how many over 20 ms (a block over 20 ms), and the longest since
+    the app started (warm-up included; the app is fresh for each run)."""
+    over_20 = ((after["count"] - after["buckets"].get("0.02", 0.0))
+               - (before["count"] - before["buckets"].get("0.02", 0.0)))
+    longest = after.get("longest_s")
+    return {"late_ticks": int(after["count"] - before["count"]), "over_20ms": int(over_20),
+            "longest_ms": round(longest * 1000, 1) if longest is not None else None}
 
 
 def run_relay(args, level: int, upstream, upstream_port: int, out: Path, env: dict,
