@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -9,7 +10,8 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from streamdesk.store import ReplyStatus, Store, engine
+from streamdesk.store import NewConversation, ReplyStatus, Store, StreamCapReached, engine
+from streamdesk.store.tables import new_id
 from streamdesk.store.tables import MessageRow
 from tests.fakes import start_turn
 
@@ -119,3 +121,35 @@ def test_a_write_lock_never_released_fails_after_the_timeout(store, tmp_path, mo
                           finish_reason="stop")
     other.execute("ROLLBACK")
     assert store.conversation_messages("alice", conversation.id)[1].status == "streaming"
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("new_conversations", [True, False])
+def test_the_stream_cap_holds_when_a_users_turns_start_at_once(dialect, new_conversations,
+                                                               tmp_path, request):
+    url = f"sqlite:///{tmp_path / 'cap.sqlite3'}" if dialect == "sqlite" \
+        else request.getfixturevalue("empty_postgres_database")
+    store = Store(url)
+    store.migrate()
+    existing = [store.create_conversation("alice", "t", "demo/offline").id for _ in range(12)]
+    start = threading.Barrier(12)
+    outcomes = []
+
+    def turn(index):
+        start.wait()
+        try:
+            start_turn(store, "alice", new_id() if new_conversations else existing[index], "q",
+                       max_streams=3, new_conversation=NewConversation("t", {})
+                       if new_conversations else None)
+            outcomes.append("started")
+        except StreamCapReached:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=turn, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["refused"] * 9 + ["started"] * 3
+    assert store.active_streams("alice") == 3
+    store.engine.dispose()

@@ -24,7 +24,6 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
-    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -77,6 +76,14 @@ class Store:
         qmark = self.engine.dialect.paramstyle == "qmark"
         self._stops_since = _STOPS_SINCE.format("?" if qmark else "%(moment)s")
         self._postgresql = self.engine.dialect.name == "postgresql"
+
+    def _one_statement(self):
+        """A connection for a write that is one statement. On PostgreSQL it runs in
+        autocommit, without the BEGIN and COMMIT round trips; SQLite's writer needs its
+        transaction to take the write lock cooperatively (engine.py)."""
+        if self._postgresql:
+            return self.writer.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self.writer.begin()
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (``schema.py``)."""
@@ -177,17 +184,19 @@ class Store:
         with self.writer.begin() as connection:
             # SQLite's writer took the database's write lock at BEGIN (engine.py), so the count
             # below sees every committed turn; PostgreSQL needs a lock of its own (per user).
+            # On PostgreSQL the same statement takes the user's lock: one round trip less.
+            locked = {"b_user": user_id} if self._postgresql else {}
             if new_conversation is None:
-                connection.execute(_TOUCH_CONVERSATION, {
-                    "b_id": conversation_id, "b_model": model, "b_moment": moment})
+                connection.execute(_TOUCH_CONVERSATION_LOCKED if locked else _TOUCH_CONVERSATION,
+                                   {"b_id": conversation_id, "b_model": model,
+                                    "b_moment": moment, **locked})
             else:
-                connection.execute(_INSERT_CONVERSATION, {
-                    "id": conversation_id, "user_id": user_id, "model": model,
-                    "title": new_conversation.title, "created_at": moment,
-                    "updated_at": moment, **dict.fromkeys(SETTINGS_FIELDS),
-                    **new_conversation.settings})
-            if self._postgresql:
-                connection.execute(_USER_LOCK, {"user": user_id})
+                connection.execute(
+                    _INSERT_CONVERSATION_LOCKED if locked else _INSERT_CONVERSATION, {
+                        "id": conversation_id, "user_id": user_id, "model": model,
+                        "title": new_conversation.title, "created_at": moment,
+                        "updated_at": moment, **dict.fromkeys(SETTINGS_FIELDS),
+                        **new_conversation.settings, **locked})
             if max_streams is not None and _count_being_written(
                     connection, user_id, moment) >= max_streams:
                 raise StreamCapReached(max_streams)
@@ -244,7 +253,7 @@ class Store:
                     stream_index: str | None = None) -> None:
         """The reply's last word. ``error`` is (code, message); what is not given keeps its
         value (a reply row starts with no error, no usage and its first stream index)."""
-        with self.writer.begin() as connection:  # Core, built once: as start_turn
+        with self._one_statement() as connection:  # Core, built once: as start_turn
             connection.execute(_FINISH_REPLY, {
                 "b_id": message_id, "b_content": content, "b_reasoning": reasoning,
                 "b_status": status, "b_finish_reason": finish_reason, "b_index": stream_index,
@@ -314,7 +323,11 @@ _FINISH_REPLY = update(_MESSAGES).where(_MESSAGES.c.id == bindparam("b_id")).val
         ("error_message", "error_message"), ("prompt_tokens", "prompt_tokens"),
         ("completion_tokens", "completion_tokens"))},
     updated_at=bindparam("b_moment"))
-_USER_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:user, 0))")
+# PostgreSQL: the user's transaction lock, taken by the statement that touches or makes the
+# conversation, so concurrent turns of one user count their streams one after the other.
+_USER_LOCK = func.pg_advisory_xact_lock(func.hashtextextended(bindparam("b_user"), 0))
+_TOUCH_CONVERSATION_LOCKED = _TOUCH_CONVERSATION.returning(_USER_LOCK)
+_INSERT_CONVERSATION_LOCKED = _INSERT_CONVERSATION.returning(_USER_LOCK)
 _COUNT_BEING_WRITTEN = (
     select(func.count()).select_from(_MESSAGES.join(_CONVERSATIONS))
     .where(_CONVERSATIONS.c.user_id == bindparam("b_user"),
