@@ -11,8 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from streamdesk.store import NewConversation, ReplyStatus, Store, StreamCapReached, engine
-from streamdesk.store.tables import new_id
-from streamdesk.store.tables import MessageRow
+from streamdesk.store.tables import MessageRow, new_id
 from tests.fakes import start_turn
 
 
