@@ -183,8 +183,8 @@ class Store:
         moment = now()
         with self.writer.begin() as connection:
             # SQLite's writer took the database's write lock at BEGIN (engine.py), so the count
-            # below sees every committed turn; PostgreSQL needs a lock of its own (per user).
-            # On PostgreSQL the same statement takes the user's lock: one round trip less.
+            # below sees every committed turn. PostgreSQL needs a lock per user: the statement
+            # that touches or makes the conversation takes it (no round trip of its own).
             locked = {"b_user": user_id} if self._postgresql else {}
             if new_conversation is None:
                 connection.execute(_TOUCH_CONVERSATION_LOCKED if locked else _TOUCH_CONVERSATION,
