@@ -6,7 +6,8 @@ chunk how long it took from the upstream's write to this process's read.
 Modes (what is asked and how the end of a reply is recognised):
 
   relay   POST /chat to StreamDesk ({"message", "model"}); events ``delta``, ends at ``done``
-  direct  POST /v1/chat/completions to the stand-in upstream itself; ends at ``data: [DONE]``
+  direct  POST /v1/chat/completions to the stand-in upstream itself, or to a peer proxy
+          (``--bearer`` its key); ends at ``data: [DONE]``
   naive   POST /chat to bench/naive_relay.py; OpenAI-shaped events, ends at ``data: [DONE]``
 
 How streams arrive (``--arrival``):
@@ -302,6 +303,8 @@ class Run:
     def request(self, body: dict) -> bytes:
         payload = json.dumps(body).encode()
         cookie = f"Cookie: {self.cookie}\r\n" if self.cookie else ""
+        if self.args.bearer:
+            cookie += f"Authorization: Bearer {self.args.bearer}\r\n"
         return (f"POST {self.path} HTTP/1.1\r\nHost: {self.args.host}:{self.args.port}\r\n"
                 f"Content-Type: application/json\r\nAccept: text/event-stream\r\n{cookie}"
                 f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
@@ -486,6 +489,9 @@ def main() -> None:
     parser.add_argument("--arrival", choices=("ramp", "burst", "poisson", "sequential"),
                         default="ramp", help="how the streams open (ramp)")
     parser.add_argument("--seed", type=int, default=1, help="--arrival poisson's seed (1)")
+    parser.add_argument("--bearer", default="",
+                        help="direct: an Authorization bearer token (an OpenAI-compatible peer "
+                             "such as the LiteLLM proxy)")
     parser.add_argument("--returning", action="store_true",
                         help="relay: every stream carries one returning user's session cookie")
     parser.add_argument("--slack", type=float, default=20.0,

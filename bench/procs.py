@@ -323,6 +323,56 @@ def start_naive(upstream_port: int, log: Path) -> tuple[Proc, int]:
     return proc, port
 
 
+# The LiteLLM proxy as a peer row (--peer litellm): a release pinned here, installed into a
+# virtual environment of its own under bench/ (never the app's), configured after its
+# "Production Best Practices" page: a master key, verbose logging off, one worker per app
+# worker, no database (no spend logs to write).
+LITELLM_RELEASE = "litellm[proxy]==1.74.9"
+LITELLM_VENV = BENCH / ".litellm-venv"
+LITELLM_KEY = "sk-bench-peer-master-key"
+
+
+def ensure_litellm(say=print) -> Path:
+    executable = LITELLM_VENV / "bin" / "litellm"
+    marker = LITELLM_VENV / ".release"
+    if executable.exists() and marker.exists() and marker.read_text() == LITELLM_RELEASE:
+        return executable
+    say(f"installing {LITELLM_RELEASE} into {LITELLM_VENV} (once)")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(LITELLM_VENV)], check=True)
+    subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", LITELLM_RELEASE],
+                   check=True)
+    marker.write_text(LITELLM_RELEASE)
+    return executable
+
+
+def start_litellm(upstream_port: int, workers: int, folder: Path,
+                  log: Path) -> tuple[Proc, int]:
+    executable = ensure_litellm()
+    port = free_port()
+    config = folder / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: bench\n"
+        "    litellm_params:\n"
+        "      model: openai/bench\n"
+        f"      api_base: http://127.0.0.1:{upstream_port}/v1\n"
+        "      api_key: bench-upstream-key\n"
+        "litellm_settings:\n"
+        "  set_verbose: false\n"
+        "  request_timeout: 600\n"
+        "general_settings:\n"
+        f"  master_key: {LITELLM_KEY}\n")
+    env = clean_env({"LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION"})
+    proc = Proc("litellm", [str(executable), "--config", str(config), "--host", "127.0.0.1",
+                            "--port", str(port), "--num_workers", str(workers)], log, env=env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/health/liveliness", proc, timeout=120)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, port
+
+
 def wait_healthy(url: str, proc: Proc, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -336,7 +386,7 @@ def wait_healthy(url: str, proc: Proc, timeout: float = 30.0) -> None:
 
 def run_client(port: int, mode: str, streams: int, chunks: int, interval_ms: float, ramp: float,
                slack: float, pad: int = 0, followers: int = 0, arrival: str = "ramp",
-               returning: bool = False) -> dict:
+               returning: bool = False, bearer: str = "") -> dict:
     command = [PYTHON, str(BENCH / "client.py"), "--port", str(port), "--mode", mode,
                "--streams", str(streams), "--chunks", str(chunks),
                "--interval-ms", str(interval_ms), "--ramp", str(ramp), "--slack", str(slack),
@@ -345,6 +395,8 @@ def run_client(port: int, mode: str, streams: int, chunks: int, interval_ms: flo
         command += ["--followers", str(followers)]
     if returning:
         command.append("--returning")
+    if bearer:
+        command += ["--bearer", bearer]
     limit = ramp + chunks * interval_ms / 1000 + slack + 60
     if arrival == "sequential":
         limit += streams * (chunks * interval_ms / 1000 + 1)

@@ -121,7 +121,7 @@ def _relay_section(results: dict) -> str:
     ]
     for row in results["levels"]:
         direct = row.get("direct")
-        for name in ("direct", "relay", "naive"):
+        for name in ("direct", "relay", "naive", "litellm"):
             if name in row:
                 lines.append(_row(row["streams"], _path(name, row[name]), row[name], direct,
                                   followers))
@@ -157,7 +157,7 @@ def _relay_section(results: dict) -> str:
         "|---:|---|---:|---:|---|---:|---:|---|" + ("---|" if followers else "") + "---|",
     ]
     rows = [(row["streams"], _path(name, row[name]), row[name]) for row in results["levels"]
-            for name in ("direct", "relay", "naive") if name in row]
+            for name in ("direct", "relay", "naive", "litellm") if name in row]
     rows += [(v["streams"], _path("relay", v, v["env"]), v) for v in results.get("variants", [])]
     for streams, name, r in rows:
         lag = r.get("client_loop_lag_ms") or {}

@@ -15,6 +15,7 @@ the same machine:
   direct  the load client reading the stand-in upstream itself: the limit
   relay   the app under its production command (the Procfile's) relaying that upstream
   naive   bench/naive_relay.py (article 003's design) relaying the same upstream
+  litellm with ``--peer litellm``: the LiteLLM proxy relaying the same upstream
 
 Each stream is a distinct user (no cookie: every /chat is a first visit) asking for a new
 conversation; each gets ``--chunks`` chunks ``1000/--rate`` ms apart. ``--followers N`` (or a
@@ -110,7 +111,7 @@ def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, m
     machine0 = procs.machine_busy_seconds()
     result = procs.run_client(port, mode, streams, shape["chunks"], shape["interval_ms"],
                               args.ramp, slack, followers=followers, arrival=shape["arrival"],
-                              returning=shape["returning"])
+                              returning=shape["returning"], bearer=shape.get("bearer", ""))
     machine1 = procs.machine_busy_seconds()
     cpu1, up_cpu1 = sampler.cpu_total(), procs.cpu_seconds(upstream.pid)
     sampler.stop()
@@ -179,6 +180,20 @@ def run_naive(args, level: int, upstream, upstream_port: int, out: Path) -> dict
                                 upstream_port, slack=args.naive_slack)
     finally:
         naive.stop(grace=3)
+    return result
+
+
+def run_litellm(args, level: int, upstream, upstream_port: int, out: Path) -> dict:
+    """The LiteLLM proxy relaying the same upstream, read as an OpenAI client reads it."""
+    with tempfile.TemporaryDirectory(prefix="streamdesk-bench-litellm-") as folder:
+        peer, port = procs.start_litellm(upstream_port, args.workers, Path(folder),
+                                         out / f"litellm-{level}.log")
+        try:
+            result = measure_server("litellm", peer, port, args, level, "direct", upstream,
+                                    upstream_port, slack=args.slack,
+                                    shape={"bearer": procs.LITELLM_KEY})
+        finally:
+            peer.stop(grace=5)
     return result
 
 
@@ -360,6 +375,9 @@ def main() -> None:
                              "during it (1)")
     parser.add_argument("--noisy-cores", type=float, default=0.25,
                         help="other processes' average cores that make a run noisy (0.25)")
+    parser.add_argument("--peer", action="append", default=[], choices=("litellm",),
+                        help="also relay each level through a peer: litellm, the LiteLLM proxy "
+                             "(a pinned release installed once into bench/.litellm-venv)")
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--no-direct", action="store_true")
     parser.add_argument("--no-render", action="store_true")
@@ -426,6 +444,9 @@ def main() -> None:
                     run_direct, args, level, upstream, upstream_port))
             row["relay"] = measured(args, upstream, "relay", functools.partial(
                 run_relay, args, level, upstream, upstream_port, out, base_env))
+            if "litellm" in args.peer:
+                row["litellm"] = measured(args, upstream, "litellm", functools.partial(
+                    run_litellm, args, level, upstream, upstream_port, out))
             if not args.no_naive:  # it collapses whatever else runs: measured once
                 row["naive"] = measured(args, upstream, "naive", functools.partial(
                     run_naive, args, level, upstream, upstream_port, out), retries=0)
