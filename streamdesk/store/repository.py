@@ -162,7 +162,7 @@ class Store:
                 return False
             live = db.scalar(select(MessageRow.id).where(
                 MessageRow.conversation_id == conversation_id, MessageRow.seq > seq,
-                *_being_written()).limit(1))
+                *_BEING_WRITTEN).limit(1), {"b_fresh": _fresh(now())})
             if live is not None:
                 raise ReplyInProgress(live)
             db.execute(delete(MessageRow).where(MessageRow.conversation_id == conversation_id,
@@ -236,15 +236,10 @@ class Store:
         transaction; rows no longer ``streaming`` are left alone (their finish_turn has the
         last word). Core, not an ORM Session: this runs for every open reply every save
         interval, and blocks the worker's event loop while it runs."""
-        table = _MESSAGES
-        statement = (update(table)
-                     .where(table.c.id == bindparam("b_id"),
-                            table.c.status == ReplyStatus.STREAMING)
-                     .values(content=bindparam("b_content"), reasoning=bindparam("b_reasoning"),
-                             stream_index=bindparam("b_index"), updated_at=now()))
+        moment = now()
         with self.writer.begin() as connection:
-            connection.execute(statement, [
-                {"b_id": i, "b_content": c, "b_reasoning": r, "b_index": x}
+            connection.execute(_SAVE_PROGRESS, [
+                {"b_id": i, "b_content": c, "b_reasoning": r, "b_index": x, "b_moment": moment}
                 for i, c, r, x in rows])
 
     def finish_turn(self, message_id: str, *, content: str, reasoning: str,
@@ -328,21 +323,26 @@ _FINISH_REPLY = update(_MESSAGES).where(_MESSAGES.c.id == bindparam("b_id")).val
 _USER_LOCK = func.pg_advisory_xact_lock(func.hashtextextended(bindparam("b_user"), 0))
 _TOUCH_CONVERSATION_LOCKED = _TOUCH_CONVERSATION.returning(_USER_LOCK)
 _INSERT_CONVERSATION_LOCKED = _INSERT_CONVERSATION.returning(_USER_LOCK)
-_COUNT_BEING_WRITTEN = (
-    select(func.count()).select_from(_MESSAGES.join(_CONVERSATIONS))
-    .where(_CONVERSATIONS.c.user_id == bindparam("b_user"),
-           # a literal, not a parameter: only then may SQLite use the partial index (0003)
-           _MESSAGES.c.status == literal_column("'streaming'"),
-           _MESSAGES.c.updated_at > bindparam("b_fresh")))
+# An assistant row being written now, on any instance: still ``streaming`` and touched since
+# ``b_fresh`` (``_fresh``). The status is a literal, not a parameter: only then may SQLite use
+# the partial index of migration 0003.
+_BEING_WRITTEN = (_MESSAGES.c.status == literal_column("'streaming'"),
+                  _MESSAGES.c.updated_at > bindparam("b_fresh"))
+_COUNT_BEING_WRITTEN = (select(func.count()).select_from(_MESSAGES.join(_CONVERSATIONS))
+                        .where(_CONVERSATIONS.c.user_id == bindparam("b_user"), *_BEING_WRITTEN))
+_SAVE_PROGRESS = (update(_MESSAGES)
+                  .where(_MESSAGES.c.id == bindparam("b_id"),
+                         _MESSAGES.c.status == ReplyStatus.STREAMING)
+                  .values(content=bindparam("b_content"), reasoning=bindparam("b_reasoning"),
+                          stream_index=bindparam("b_index"), updated_at=bindparam("b_moment")))
+
+
+def _fresh(moment: datetime) -> datetime:
+    return moment - timedelta(seconds=STALE_STREAMING_SECONDS)
 
 
 def _count_being_written(connection: Connection, user_id: str, moment: datetime) -> int:
-    fresh = moment - timedelta(seconds=STALE_STREAMING_SECONDS)
     return connection.execute(_COUNT_BEING_WRITTEN,
-                              {"b_user": user_id, "b_fresh": fresh}).scalar_one()
+                              {"b_user": user_id, "b_fresh": _fresh(moment)}).scalar_one()
 
 
-def _being_written():
-    """Conditions for an assistant row being written now, on any instance."""
-    fresh = now() - timedelta(seconds=STALE_STREAMING_SECONDS)
-    return MessageRow.status == ReplyStatus.STREAMING, MessageRow.updated_at > fresh
