@@ -12,11 +12,12 @@ from streamdesk.store import Store
 from tests.fakes import start_turn
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+@pytest.fixture(params=[False, True], ids=["on the loop", "on the sqlite lane"])
+def store(tmp_path, request):
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}", sqlite_lane=request.param)
     store.migrate()
-    return store
+    yield store
+    store.close()
 
 
 def growing_reply(store, user: str, text: str) -> LiveReply:

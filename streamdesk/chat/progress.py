@@ -2,10 +2,11 @@
 
 Every open reply must reach the store at least every ``SAVE_INTERVAL_SECONDS`` so a reload, a
 crash or a drop loses little. Done per reply, 1,000 open replies are 1,000 transactions a
-second, each blocking the worker's event loop (SQLite's driver does not yield) and all 1,000
-streams with it. Here a reply only marks itself as grown (a dict assignment per chunk); one
-greenlet per worker writes every grown reply once per interval, ``ROWS_PER_WRITE`` rows per
-executemany. Each reply's pieces are joined into one string as it is saved (and kept that way).
+second. Here a reply only marks itself as grown (a dict assignment per chunk); one greenlet
+per worker writes every grown reply once per interval, ``ROWS_PER_WRITE`` rows per statement.
+On SQLite the statement runs on the store's native thread (``store/sqlite_lane.py``): run on
+the loop, SQLite rewriting a few hundred rows a second stopped every stream of the worker
+each time. Each reply's pieces are joined into one string as it is saved (and kept that way).
 The reply's stream index is saved with its text, so the two always agree, and the events now
 saved are dropped from the reply's live log.
 
@@ -25,9 +26,8 @@ from .live import LiveReply
 log = logging.getLogger(__name__)
 
 _savers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# Bounds the strings held at once and each blocking write; the flush lets the loop run between
-# writes. 200 rows at a time with no pause held a worker over 5 ms 13-17 times in a 500-stream
-# run (gevent's blocking monitor); 50 with a pause, once or twice (docs/benchmarks.md).
+# Bounds the strings held at once, each write's hold on SQLite's write lock (other workers'
+# turns wait for it) and the work the loop does between two pauses (joining, the index).
 ROWS_PER_WRITE = 50
 
 

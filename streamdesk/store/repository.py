@@ -43,6 +43,7 @@ from .records import (
     effective_status,
 )
 from .schema import migrate
+from .sqlite_lane import SqliteLane
 from .tables import SETTINGS_FIELDS, ConversationRow, MessageRow, ReplyStopRow, now
 
 STOP_REQUESTS_KEPT_SECONDS = 60
@@ -69,13 +70,29 @@ def _message(row: MessageRow, moment) -> StoredMessage:
 
 
 class Store:
-    def __init__(self, database_url: str):
+    def __init__(self, database_url: str, *, sqlite_lane: bool = False):
+        """``sqlite_lane``: in a gevent worker, SQLite's periodic bulk writes (progress
+        saves, log checkpoints) go to a native thread (``sqlite_lane.py``). Not for
+        PostgreSQL, whose driver already lets the loop run while it waits."""
         # Write transactions go to ``writer`` (engine.py: on SQLite it waits for the write
         # lock without stopping the worker); reads to ``engine``.
         self.engine, self.writer = make_engines(database_url)
         qmark = self.engine.dialect.paramstyle == "qmark"
         self._stops_since = _STOPS_SINCE.format("?" if qmark else "%(moment)s")
         self._postgresql = self.engine.dialect.name == "postgresql"
+        self.lane: SqliteLane | None = None  # see sqlite_lane.py
+        if sqlite_lane and self.engine.dialect.name == "sqlite" \
+                and self.engine.url.database not in (None, "", ":memory:"):  # a file
+            self.lane = SqliteLane(self.engine)
+            self.lane.take_over_checkpoints(self.engine)
+            self.lane.take_over_checkpoints(self.writer)
+            self.lane.start()
+
+    def close(self) -> None:
+        if self.lane is not None:
+            self.lane.stop()
+        self.engine.dispose()
+        self.writer.dispose()
 
     def _one_statement(self):
         """A connection for a write that is one statement. On PostgreSQL it runs in
@@ -235,8 +252,11 @@ class Store:
         """(message id, content, reasoning, stream index) of many growing replies in one
         transaction; rows no longer ``streaming`` are left alone (their finish_turn has the
         last word). Core, not an ORM Session: this runs for every open reply every save
-        interval, and blocks the worker's event loop while it runs."""
+        interval. On SQLite's lane (``sqlite_lane.py``) only the calling greenlet waits."""
         moment = now()
+        if self.lane is not None:
+            self.lane.save_progress(rows, moment)
+            return
         with self.writer.begin() as connection:
             connection.execute(_SAVE_PROGRESS, [
                 {"b_id": i, "b_content": c, "b_reasoning": r, "b_index": x, "b_moment": moment}

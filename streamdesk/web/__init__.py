@@ -36,7 +36,7 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
     env = {**environ, **(config or {})}
     settings = load_settings(env)
     registry = registry or build_registry(env)
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, sqlite_lane=_in_gevent_worker())
     store.migrate()
 
     # The static route is added below, so that it too says who may call it.
@@ -71,6 +71,12 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
         app.register_blueprint(blueprint)
     app.add_url_rule("/static/<path:filename>", endpoint="static", view_func=_static_files(app))
     return app
+
+
+def _in_gevent_worker() -> bool:
+    """Served by gunicorn's gevent worker (monkey-patched), not imported by a tool."""
+    from gevent import monkey
+    return monkey.is_module_patched("socket")
 
 
 def _static_files(app: Flask):
