@@ -46,7 +46,7 @@ from .errors import (
     redact,
 )
 from .retry import RetryPolicy, retry_before_first_chunk
-from .sse import SSEDecoder
+from .sse import read_events
 from .watched import untime_response, untimed_after_first
 
 TYPE = "ernie"
@@ -234,28 +234,28 @@ class ErnieProvider(Provider):
         is_json = "json" in response.headers.get("Content-Type", "").lower()
         if response.status_code != 200:
             raise self._status_error(response, secrets)
-        # Bytes mode: our decoder splits and decodes lines itself (providers.md section 4).
-        lines = response.iter_lines()
-        first = next((line for line in lines if line.strip()), None)
-        if first is None:
+        # Raw reads; our decoder splits and decodes lines itself (providers.md section 4).
+        reads = response.iter_content(chunk_size=None)
+        head = b""  # the reads up to the first one that is not only whitespace
+        for data in reads:
+            head += data
+            if head.strip():
+                break
+        if not head.strip():
             raise StreamInterruptedError(f"{self.name} closed the connection without a reply.")
-        if is_json or first.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{"):
+        if is_json or head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{"):
             # Errors come as one plain JSON body, whatever the content type says.
-            raw = [first]
-            for line in lines:
-                raw.append(line)
-                if sum(map(len, raw)) > 65536:
+            raw = head
+            for data in reads:
+                if len(raw) > 65536:
                     break
-            payload = _json(b"\n".join(raw), self.name)
+                raw += data
+            payload = _json(raw, self.name)
             if not {"error_code", "need_clear_history", "result"} & payload.keys():
                 raise UpstreamError(f"The {self.name} model service answered without a reply.")
             yield from self._chunks({"is_end": True, **payload}, secrets)
             return
-        decoder = SSEDecoder()
-        for line in itertools.chain((first,), lines):
-            event = decoder.feed_line(line)
-            if event is None:
-                continue
+        for event in read_events(itertools.chain((head,), reads)):
             payload = _json(event.data.encode(), self.name)
             yield from self._chunks(payload, secrets)
             if payload.get("is_end"):

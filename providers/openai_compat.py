@@ -38,7 +38,7 @@ from .errors import (
     redact,
 )
 from .retry import RetryPolicy, retry_before_first_chunk
-from .sse import SSEDecoder
+from .sse import read_events
 from .watched import untime_response, untimed_after_first
 
 TYPE = "openai"
@@ -107,19 +107,15 @@ class OpenAICompatProvider(Provider):
             response.close()
 
     def _read_events(self, response: requests.Response) -> Iterator[Chunk]:
-        decoder = SSEDecoder()
         finish_reason = None
-        # Bytes mode, decoded per line by our decoder. The seed's iter_lines(chunk_size=1,
-        # decode_unicode=True) is wrong twice: one byte per read makes a Python call per byte,
-        # and decoded text is split by str.splitlines(), which also breaks at U+2028 inside
-        # JSON strings. The default chunk size still returns each HTTP chunk as it arrives.
-        lines = response.iter_lines()
-        for line in lines:
-            event = decoder.feed_line(line)
-            if event is None:
-                continue
+        # Raw bytes, each read as it arrives, split into lines and events by our decoder.
+        # requests' iter_lines() is wrong for SSE: a CR ending one read and the LF starting the
+        # next become two line breaks (a blank line that dispatches half an event), and
+        # decode_unicode splits at U+2028 inside JSON strings.
+        reads = response.iter_content(chunk_size=None)
+        for event in read_events(reads):
             if event.data == "[DONE]":
-                _drain(lines)
+                _drain(reads)
                 yield Chunk(finish_reason=finish_reason or "stop")
                 return
             try:
@@ -158,9 +154,11 @@ class OpenAICompatProvider(Provider):
         error = payload.get("error") if isinstance(payload, dict) else None
         if isinstance(error, dict):
             text = error.get("message") or ""
-        else:
-            text = error if isinstance(error, str) else ""
-        return redact(str(text), self._secrets)
+        elif isinstance(error, str):
+            text = error
+        else:  # an in-band error event may carry its words at the top level
+            text = payload.get("message") if isinstance(payload, dict) else ""
+        return redact(str(text or ""), self._secrets)
 
     def _status_error(self, response: requests.Response) -> ProviderError:
         status = response.status_code
@@ -198,11 +196,11 @@ class OpenAICompatProvider(Provider):
         return UpstreamError(explain(f"The {self.name} model service answered HTTP {status}."))
 
 
-def _drain(lines: Iterator[bytes]) -> None:
+def _drain(reads: Iterator[bytes]) -> None:
     """Read what follows [DONE] (normally just the end of the chunked body): a response read
     to its end goes back to the session's pool, one closed early loses its connection."""
     try:
-        for _ in lines:
+        for _ in reads:
             pass
     except requests.RequestException:
         pass  # the reply is complete; the connection is simply not reused

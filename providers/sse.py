@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
@@ -35,8 +36,9 @@ class Event:
 
 
 class SSEDecoder:
-    """Incremental decoder. Feed it raw bytes with ``feed``, or whole lines (without their
-    ending, as ``requests``' bytes-mode ``iter_lines()`` gives them) with ``feed_line``."""
+    """Incremental decoder. Feed it each read's raw bytes with ``feed``. (``feed_line`` takes
+    one line without its ending; never feed it ``requests``' ``iter_lines()``, which reads a
+    CR at the end of one read and the LF at the start of the next as two line breaks.)"""
 
     def __init__(self) -> None:
         self._pending = b""  # an unfinished line carried over to the next read
@@ -48,6 +50,8 @@ class SSEDecoder:
         self._retry: int | None = None
 
     def feed(self, data: bytes) -> list[Event]:
+        if not data:  # an empty read between the CR and the LF of one line break changes nothing
+            return []
         if self._after_cr and data.startswith(b"\n"):
             data = data[1:]
         self._after_cr = data.endswith(b"\r")
@@ -90,3 +94,10 @@ class SSEDecoder:
         if not data:
             return None
         return Event(event_type or "message", "\n".join(data), self._last_id, self._retry)
+
+
+def read_events(reads: Iterable[bytes]) -> Iterator[Event]:
+    """The events of a stream given as its raw reads, however they were cut."""
+    decoder = SSEDecoder()
+    for data in reads:
+        yield from decoder.feed(data)

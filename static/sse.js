@@ -24,6 +24,9 @@ export class SSEParser {
 
   /** Feed decoded text; returns the events completed by it as {event, data, id}. */
   feed(text) {
+    // An empty read (or bytes that were only the start of a character) between the CR and the
+    // LF of one line break must not forget the CR.
+    if (!text) return [];
     if (this.afterCR && text.startsWith("\n")) text = text.slice(1);
     this.afterCR = text.endsWith("\r");
     const lines = (this.pending + text).split(/\r\n|\r|\n/);

@@ -1,4 +1,5 @@
 """The OpenAI-compatible provider against a stand-in server on loopback."""
+import json
 import logging
 import socket
 import threading
@@ -12,6 +13,7 @@ from providers.openai_compat import OpenAICompatProvider, from_env
 from providers.registry import build_registry
 from providers.retry import RetryPolicy
 from tests.standins.openai_server import OpenAIStandIn
+from tests.standins.openai_server import chunk as standin_chunk
 
 KEY = "sk-test-secret-key-0123456789"
 FAST_RETRIES = RetryPolicy(initial_delay=0.01, max_delay=0.02)
@@ -79,6 +81,22 @@ def test_hard_framing_split_json_split_character_comments_and_no_space(upstream)
     text, _, usage, finish = collect(make_provider(upstream).stream(ask("hard-framing")))
     assert text == "流式输出 ok\u2028done"
     assert usage.total_tokens == 18 and finish == "stop"
+
+
+def test_crlf_cut_between_two_reads_is_one_line_break(upstream):
+    """requests' iter_lines() read these as two line breaks: the first event was dispatched
+    half-way (a malformed event), as was the next one, whose CRLF straddles byte 512."""
+    text, _, _, finish = collect(make_provider(upstream).stream(ask("split-crlf")))
+    padding = text.removeprefix("two ")
+    assert set(padding) == {"x"} and finish == "stop"
+    # all of the 511-byte line came through, its CR the 512th byte of the read
+    assert len(b"data: " + json.dumps(standin_chunk({"content": padding})).encode()) == 511
+
+
+def test_an_error_event_cut_between_two_reads_keeps_its_kind_and_words(upstream):
+    error = failure(make_provider(upstream), "split-crlf-error")
+    assert error.code == "upstream_error"
+    assert "quota used up mid-reply" in error.message
 
 
 @pytest.mark.parametrize("model", ["reasoning", "reasoning-vllm"])

@@ -53,6 +53,11 @@ def test_crlf_split_across_reads_is_one_line_break():
     assert [e.data for e in events] == ["a\nb"]
 
 
+def test_an_empty_read_between_cr_and_lf_changes_nothing():
+    events = decode_all(b"event: delta\r", b"", b"\ndata: {}\r\n\r\n")
+    assert [(e.event, e.data) for e in events] == [("delta", "{}")]
+
+
 def test_multibyte_character_split_across_reads_stays_whole():
     payload = "data: 流式输出\n\n".encode()
     cut = payload.index("式".encode()) + 1  # inside the three bytes of 式

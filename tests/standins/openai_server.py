@@ -22,6 +22,13 @@ the behaviour, so one server can back both the provider tests and the app under 
   stall                    one delta, then silence (idle-timeout tests)
   finish-no-done           finish_reason but the stream ends without [DONE]
   xss                      a reply full of script-injection attempts (XSS_PAYLOADS)
+  split-crlf               CRLF line breaks cut between two writes (a CR ends one, its LF starts
+                           the next), JSON over two data lines, a CRLF across byte 512 of a write
+  split-crlf-error         an "event: error" whose CRLF is cut between two writes; its words in
+                           a top-level "message"
+  surrogates               JSON escapes no text may hold: a surrogate pair split across two
+                           deltas, a NUL, a lone low surrogate (SURROGATES_REPLY is the result)
+  flood                    deltas of FLOOD_PIECE written without pause until the client leaves
 """
 from __future__ import annotations
 
@@ -83,6 +90,11 @@ XSS_PAYLOADS = [
     '<style>body{display:none}</style>',
     "$\\href{javascript:window.__xss=12}{math link}$",
 ]
+
+# The "surrogates" reply as it must be shown and saved: the pair joined, the rest replaced.
+SURROGATES_DELTAS = ["A\ud83d", "\ude00B", "C\x00D", "E\udc00F"]
+SURROGATES_REPLY = "A\U0001f600BC\ufffdDE\ufffdF"
+FLOOD_PIECE = "0123456789" * 10
 
 USAGE = {"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
 
@@ -163,6 +175,20 @@ class _Handler(BaseHTTPRequestHandler):
                                 done=True)
         if model == "hard-framing":
             return self._hard_framing()
+        if model == "split-crlf":
+            return self._split_crlf()
+        if model == "split-crlf-error":
+            self._events([chunk({"content": "partial "})], ending=b"\r\n")
+            self._send(b"event: error\r")
+            return self._send(b'\ndata: {"message": "quota used up mid-reply"}\r\n\r\n')
+        if model == "surrogates":  # ensure_ascii: the escapes go out as \\uXXXX, as JSON allows
+            return self._events([chunk({"content": piece}) for piece in SURROGATES_DELTAS]
+                                + [chunk(finish="stop")], done=True, ensure_ascii=True)
+        if model == "flood":
+            piece = b"data: " + json.dumps(chunk({"content": FLOOD_PIECE})).encode() + b"\n\n"
+            for _ in range(200_000):  # ~20 MB of text; the client leaves long before
+                self._send(piece * 20)
+            return self._end()
         if model == "xss":
             pieces = [p for payload in XSS_PAYLOADS for p in (payload, "\n\n")]
             return self._events([chunk({"content": p}) for p in pieces] + [chunk(finish="stop")],
@@ -197,6 +223,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(b"data:" + json.dumps(USAGE).encode() + b"\n\ndata:[DONE]\n\n")
         self._end()
 
+    def _split_crlf(self) -> None:
+        first = json.dumps(chunk({"content": "two "})).encode()
+        cut = first.index(b'"finish_reason"')
+        head, tail = first[:cut], first[cut:]
+        self._send(b"data: " + head + b"\r")  # the JSON goes on in a second data line
+        self._send(b"\ndata: " + tail + b"\r\n\r\n")
+        # One write in which a line's CR is byte 511 and its LF byte 512.
+        lines = b"data: " + json.dumps(chunk({"content": "x"})).encode()
+        padded = lines.replace(b'"x"', b'"' + b"x" * (511 - len(lines) + 1) + b'"')
+        assert len(padded) == 511
+        second = json.dumps(chunk(finish="stop")).encode()
+        self._send(padded + b"\r\n\r\ndata: " + second + b"\r\n\r\n")
+        self._send(b"data: [DONE]\r\n\r\n")
+        self._end()
+
     # -- wire -----------------------------------------------------------------------------
 
     def _error(self, status: int, message: str, code=None, headers=None) -> None:
@@ -223,9 +264,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _end(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
 
-    def _events(self, events: list[dict], done: bool = False, ending: bytes = b"\n") -> None:
+    def _events(self, events: list[dict], done: bool = False, ending: bytes = b"\n",
+                ensure_ascii: bool = False) -> None:
         for event in events:
-            self._send(b"data: " + json.dumps(event, ensure_ascii=False).encode() + ending * 2)
+            self._send(b"data: " + json.dumps(event, ensure_ascii=ensure_ascii).encode()
+                       + ending * 2)
         if done:
             self._send(b"data: [DONE]" + ending * 2)
             self._end()
