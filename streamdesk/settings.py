@@ -39,6 +39,7 @@ class Settings:
     heartbeat_seconds: float
     save_interval_seconds: float
     max_reply_seconds: float  # a reply still running after this long is ended (interrupted)
+    max_reply_chars: int  # a reply is ended ("length") once it has this many characters
     cancel_on_disconnect: bool  # a reply stops when the connection that asked for it closes
     cookie_secure: bool
     # Identity (docs/helpdesk.md)
@@ -74,6 +75,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         heartbeat_seconds=_number(env, "HEARTBEAT_SECONDS", 10.0, 0.05, 15.0),
         save_interval_seconds=_number(env, "SAVE_INTERVAL_SECONDS", 1.0, 0.0, 60.0),
         max_reply_seconds=_number(env, "MAX_REPLY_SECONDS", 600.0, 1.0, 86_400.0),
+        max_reply_chars=_integer(env, "MAX_REPLY_CHARS", 1_000_000, 1),
         cancel_on_disconnect=_flag(env, "CANCEL_ON_DISCONNECT"),
         cookie_secure=_flag(env, "SESSION_COOKIE_SECURE"),
         access_code=env.get("ACCESS_CODE") or None,

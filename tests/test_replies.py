@@ -72,6 +72,48 @@ def test_a_reply_is_meta_deltas_usage_done_with_ids_that_are_positions(store, fa
     assert fake.closed == 1 and live.message_id not in replies.live  # nothing kept in memory
 
 
+def test_hostile_model_text_is_shown_and_saved_the_same_clean_way(store, fake):
+    fake.enqueue(["A\ud83d", "\ude00B", "C\x00D", Chunk(reasoning="E\udc00F"),
+                  Chunk(finish_reason="stop")])
+    replies = keeper(store)
+    live = begin(store, replies, fake)
+    shown = [e for _, e in events_of(replies.follow_live("alice", live)) if type(e) is Delta]
+    assert [(d.field, d.text) for d in shown] == [
+        ("text", "A"), ("text", "\U0001f600B"), ("text", "C\ufffdD"), ("reasoning", "E\ufffdF")]
+    reply = saved(store, live)
+    assert (reply.content, reply.reasoning, reply.status) == (
+        "A\U0001f600BC\ufffdD", "E\ufffdF", ReplyStatus.COMPLETE)
+
+
+def test_a_reply_reaching_max_chars_ends_as_length_with_what_fits_saved(store, fake):
+    fake.enqueue(["x" * 40] * 10)
+    replies = keeper(store, max_chars=100)
+    live = begin(store, replies, fake)
+    followed = events_of(replies.follow_live("alice", live))
+    assert "".join(e.text for _, e in followed if type(e) is Delta) == "x" * 100
+    assert followed[-1][1] == Done("length", ReplyStatus.COMPLETE)
+    reply = saved(store, live)
+    assert (reply.content, reply.finish_reason) == ("x" * 100, "length")
+    assert fake.closed == 1  # the upstream was closed there
+
+
+def test_an_upstream_that_never_pauses_still_lets_the_other_streams_run(store, fake):
+    fake.enqueue(["word "] * 1000)  # every read returns at once: the greenlet never waits
+    replies = keeper(store, save_interval_seconds=60)
+    live = begin(store, replies, fake)
+    pieces_when_another_stream_ran = []
+
+    def another_stream():
+        while not live.ended:
+            pieces_when_another_stream_ran.append(len(live.text))
+            gevent.sleep(0)
+
+    other = gevent.spawn(another_stream)  # scheduled after the reply's own greenlet
+    live.generator.join()
+    other.join()
+    assert any(0 < pieces < 1000 for pieces in pieces_when_another_stream_ran)
+
+
 def test_a_failure_mid_reply_is_failed_then_done_and_the_partial_reply_stays(store, fake):
     fake.enqueue(["Half an ", BadRequestError("The service refused.")])
     replies = keeper(store)

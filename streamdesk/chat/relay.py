@@ -4,10 +4,12 @@ connection that asked for it closes; that greenlet reads the upstream itself, so
 costs one hand-over between greenlets (to the followers), as it did when the request's own
 greenlet read it.
 
-Per piece it appends to a list, publishes one small event and marks the reply as grown;
-``progress.ProgressSaver`` writes every grown reply of the worker once per interval.
+Per piece it cleans the text (``model_text.py``: no NUL, no lone surrogate), appends it to a
+list, publishes one small event and marks the reply as grown; ``progress.ProgressSaver``
+writes every grown reply of the worker once per interval.
 
-How it ends: ``complete`` when the model finished; ``error`` when the provider failed;
+How it ends: ``complete`` when the model finished, or when the reply reached
+``MAX_REPLY_CHARS`` (finish reason ``length``); ``error`` when the provider failed;
 ``interrupted`` when the upstream cut the reply off, the server stops (``lifecycle.py``) or the
 reply ran past ``MAX_REPLY_SECONDS``; ``cancelled`` when someone stopped it. Stop, shutdown, the
 time limit and the upstream's idle timeout are raised in this greenlet, where it waits for the
@@ -29,6 +31,7 @@ from providers.errors import StreamInterruptedError
 from ..store import ReplyStatus, Store
 from .events import HEARTBEAT, Delta, Done, Failed, UsageReport
 from .live import LiveReply
+from .model_text import PieceCleaner, storable
 from .observer import ReplyObserver
 from .progress import ProgressSaver
 from .silence import SilenceWatch
@@ -39,6 +42,9 @@ SERVER_STOPPING = Failed("server_stopping",
                          "The server restarted while writing this reply. Retry to continue.")
 TIME_LIMIT = Failed("time_limit", "The reply took too long and was ended. Retry to continue.")
 INTERNAL = Failed("internal", "StreamDesk failed while relaying this reply.")
+# An upstream that writes faster than it is read never makes the reading greenlet wait, so
+# it would never let the worker's other streams run: it steps aside every this many chunks.
+YIELD_EVERY_CHUNKS = 64
 
 
 class StopRequested(GreenletExit):
@@ -55,7 +61,7 @@ class UpstreamWentSilent(GreenletExit):
 
 def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: Store,
              observer: ReplyObserver, saver: ProgressSaver | None, *,
-             heartbeat_seconds: float) -> None:
+             heartbeat_seconds: float, max_chars: int = 1_000_000) -> None:
     observer.started()
     text, reasoning, publish = live.text, live.reasoning, live.publish
     usage: Usage | None = None
@@ -82,31 +88,42 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
     watch = SilenceWatch(heartbeat_seconds, silent, limit=provider.idle_timeout,
                          on_limit=lambda: live.closing or writer.kill(UpstreamWentSilent,
                                                                       block=False))
+    clean_text, clean_reasoning = PieceCleaner().clean, PieceCleaner().clean
+    room = max_chars  # MAX_REPLY_CHARS: what the reply may still grow by
     awaiting_first_token = True
     try:
         publish(live.index.meta)
-        for chunk in chunks:
+        for read, chunk in enumerate(chunks, 1):
             watch.last = time.monotonic()
-            if awaiting_first_token and (chunk.text or chunk.reasoning):
-                observer.first_token()
-                awaiting_first_token = False
+            piece = ""
             if chunk.text:
-                text.append(chunk.text)
-                publish(Delta("text", chunk.text))
+                field, pieces, piece = "text", text, clean_text(chunk.text)
             elif chunk.reasoning:
-                reasoning.append(chunk.reasoning)
-                publish(Delta("reasoning", chunk.reasoning))
+                field, pieces, piece = "reasoning", reasoning, clean_reasoning(chunk.reasoning)
             elif chunk.usage:
                 usage = chunk.usage
                 publish(UsageReport(usage))
             elif chunk.finish_reason:
                 finish_reason = chunk.finish_reason
+            if piece:
+                if awaiting_first_token:
+                    observer.first_token()
+                    awaiting_first_token = False
+                piece = piece[:room]
+                room -= len(piece)
+                pieces.append(piece)
+                publish(Delta(field, piece))
+                if not room:
+                    finish_reason = "length"  # the upstream is closed below, as for a stop
+                    break
             save_progress()
+            if not read % YIELD_EVERY_CHUNKS:
+                gevent.sleep(0)
         status, finish_reason = ReplyStatus.COMPLETE, finish_reason or "stop"
     except ProviderError as e:
         status = ReplyStatus.INTERRUPTED if isinstance(e, StreamInterruptedError) \
             else ReplyStatus.ERROR
-        finish_reason, failure = "error", Failed(e.code, e.message)
+        finish_reason, failure = "error", Failed(e.code, storable(e.message))
     except StopRequested:
         status, finish_reason = ReplyStatus.CANCELLED, "cancelled"
     except UpstreamWentSilent:

@@ -35,6 +35,7 @@ class ReplyPolicy:
     heartbeat_seconds: float = 10.0
     save_interval_seconds: float = 1.0
     time_limit_seconds: float = 600.0  # MAX_REPLY_SECONDS
+    max_chars: int = 1_000_000  # MAX_REPLY_CHARS
 
 
 class Replies:
@@ -62,7 +63,8 @@ class Replies:
             saver = ProgressSaver.for_store(self.store, self.policy.save_interval_seconds)
         try:
             generate(turn.provider, turn.request, live, self.store, observer, saver,
-                     heartbeat_seconds=self.policy.heartbeat_seconds)
+                     heartbeat_seconds=self.policy.heartbeat_seconds,
+                     max_chars=self.policy.max_chars)
         finally:
             limit.close()
             lifecycle.untrack(current)

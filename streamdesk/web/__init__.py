@@ -58,7 +58,8 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
         else DatabaseBus(store, settings.heartbeat_seconds)
     replies = Replies(store, bus, ReplyPolicy(settings.heartbeat_seconds,
                                               settings.save_interval_seconds,
-                                              settings.max_reply_seconds))
+                                              settings.max_reply_seconds,
+                                              settings.max_reply_chars))
     app.extensions["streamdesk"] = Services(settings, registry, store, replies, redis_client)
 
     requests_log.init_app(app)
