@@ -12,9 +12,13 @@ from streamdesk.store import Store
 from tests.fakes import start_turn
 
 
-@pytest.fixture(params=[False, True], ids=["on the loop", "on the sqlite lane"])
+@pytest.fixture(params=["sqlite", "sqlite lane", "postgresql"])
 def store(tmp_path, request):
-    store = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}", sqlite_lane=request.param)
+    if request.param == "postgresql":
+        store = Store(request.getfixturevalue("empty_postgres_database"))
+    else:
+        store = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}",
+                      sqlite_lane=request.param == "sqlite lane")
     store.migrate()
     yield store
     store.close()
@@ -64,3 +68,16 @@ def test_a_reply_that_finishes_between_two_slices_keeps_its_last_word(store, mon
     saver.flush()
     saved = store.reply(f"user{len(replies) - 1}", last.message_id)
     assert saved.content == "the whole answer" and saved.status == "complete"
+
+
+def test_a_reply_the_database_refuses_does_not_stop_the_others_saves(store, caplog):
+    replies = [growing_reply(store, f"user{i}", f"reply {i} so far") for i in range(3)]
+    refused = replies[1]
+    refused.text[:] = ["no database takes \ud800 nor PostgreSQL \x00"]
+    saver = ProgressSaver(store, interval=60)
+    for reply in replies:
+        saver.grew(reply)
+    saver.flush()
+    assert [store.reply(f"user{i}", r.message_id).content for i, r in enumerate(replies)] == [
+        "reply 0 so far", "", "reply 2 so far"]
+    assert f"saving the growing reply {refused.message_id} failed" in caplog.text

@@ -65,13 +65,23 @@ class ProgressSaver:
             positions = [reply.index.position for reply in replies]
             rows = [(reply.message_id, compact(reply.text), compact(reply.reasoning),
                      reply.index.to_json()) for reply in replies]
-            try:
-                self.store.save_progress_many(rows)
-            except Exception:  # the replies still end with finish_turn; the next batch retries
-                log.exception("saving %d growing replies failed", len(rows))
-                continue
-            for reply, position in zip(replies, positions, strict=True):
-                reply.saved(position)
+            saved = self._save(rows, replies)
+            for reply, position, was_saved in zip(replies, positions, saved, strict=True):
+                if was_saved:
+                    reply.saved(position)
+
+    def _save(self, rows: list, replies: list[LiveReply]) -> list[bool]:
+        """Save the rows; whether each was saved. When the batch fails, each row is tried
+        alone: a reply the database refuses must not stop the saves of the others. A refused
+        one is tried again next interval, and still ends with finish_turn."""
+        try:
+            self.store.save_progress_many(rows)
+            return [True] * len(rows)
+        except Exception:
+            if len(rows) == 1:
+                log.exception("saving the growing reply %s failed", replies[0].message_id)
+                return [False]
+        return [self._save([row], [reply])[0] for row, reply in zip(rows, replies, strict=True)]
 
 
 def compact(pieces: list[str]) -> str:

@@ -34,16 +34,19 @@ def engine_url(database_url: str) -> str:
 def make_engines(database_url: str) -> tuple[Engine, Engine]:
     """(the engine for reads, the engine for write transactions)."""
     database_url = engine_url(database_url)
+    # A failed statement's error (and so its log line) leaves its values out: they are
+    # messages, prompts, titles and user ids, which only LOG_CONTENT puts in the logs.
+    private = {"hide_parameters": True}
     if not database_url.startswith("sqlite"):
         # A ping before every checkout guards against dropped server connections.
-        engine = create_engine(database_url, pool_pre_ping=True)
+        engine = create_engine(database_url, pool_pre_ping=True, **private)
         return engine, engine
     # One engine serves every greenlet of a worker; SQLite's own thread check would refuse
     # that. A SQLite file cannot drop a connection: no ping (it would run for every save).
-    reads = create_engine(database_url,
+    reads = create_engine(database_url, **private,
                           connect_args={"check_same_thread": False, "timeout": 30})
     event.listen(reads, "connect", _sqlite_pragmas)
-    writes = create_engine(database_url,
+    writes = create_engine(database_url, **private,
                            connect_args={"check_same_thread": False, "timeout": 0})
     event.listen(writes, "connect", _sqlite_pragmas)
     event.listen(writes, "connect", _no_implicit_begin)
