@@ -89,7 +89,8 @@ def test_a_session_id_from_before_the_code_is_worthless_once_the_code_is_entered
     assert attacker.get("/api/conversations").status_code == 401
 
 
-@pytest.mark.parametrize("body", [{}, {"code": 1234}, {"code": ""}, {"code": None}])
+@pytest.mark.parametrize("body", [{}, {"code": 1234}, {"code": ""}, {"code": None},
+                                  {"code": "\ud800"}, {"code": "helpdesk\x00"}])
 def test_malformed_access_attempts_are_plain_refusals(coded, body):
     browser = coded.test_client()
     response = browser.post("/api/access", json=body)

@@ -61,6 +61,15 @@ def conversation(client, conversation_id):
     (json.dumps({"message": "hi", "conversation_id": "0" * 32}), 404, "conversation_not_found"),
     (json.dumps({"message": "hi", "conversation_id": "../../etc"}), 404, "conversation_not_found"),
     (json.dumps({"message": "x" * 2_000_000}), 413, "too_large"),
+    # What no database keeps: half a surrogate pair (a JSON escape), NUL (PostgreSQL refuses it).
+    (json.dumps({"message": "a\ud800b"}), 400, "invalid_message"),
+    (json.dumps({"message": "a\x00b"}), 400, "invalid_message"),
+    (json.dumps({"message": "hi", "system": "\udfff"}), 400, "invalid_system"),
+    (json.dumps({"message": "hi", "model": "openai/\x00"}), 400, "invalid_model"),
+    (json.dumps({"message": "hi", "conversation_id": "\x00"}), 400, "invalid_conversation_id"),
+    (json.dumps({"message": "hi", "edit_message_id": "\ud83d"}), 400, "invalid_edit_message_id"),
+    (json.dumps({"message": "hi", "temperature": 10**400}), 400, "invalid_temperature"),
+    (json.dumps({"message": "hi", "temperature": -10**400}), 400, "invalid_temperature"),
 ])
 def test_bad_input_gets_a_clear_json_error(client, fake, body, status, code):
     response = client.post("/chat", data=body, content_type="application/json")
@@ -206,6 +215,7 @@ def test_conversation_settings_are_stored_and_used_for_later_turns(client, fake)
 
 @pytest.mark.parametrize("settings, code", [
     ({"temperature": 9}, "invalid_temperature"), ({"max_tokens": "many"}, "invalid_max_tokens"),
+    ({"temperature": 10**400}, "invalid_temperature"), ({"system": "a\x00"}, "invalid_system"),
     ({"system": 5}, "invalid_system"), ("not an object", "invalid_settings")])
 def test_invalid_settings_are_refused(client, settings, code):
     conversation_id = chat(client, message="x", temperature=0.5)[0][1]["conversation_id"]
@@ -214,6 +224,22 @@ def test_invalid_settings_are_refused(client, settings, code):
     assert response.status_code == 400 and response.json["error"]["code"] == code
     assert client.get(url).json["settings"] == {  # unchanged
         "system": None, "temperature": 0.5, "max_tokens": None}
+
+
+@pytest.mark.parametrize("title", ["half a pair \ud800", "nul \x00"])
+def test_a_title_no_database_keeps_is_refused(client, title):
+    conversation_id = chat(client, message="x")[0][1]["conversation_id"]
+    url = f"/api/conversations/{conversation_id}"
+    response = client.patch(url, json={"title": title})
+    assert response.status_code == 400 and response.json["error"]["code"] == "invalid_title"
+    assert client.get(url).json["title"] == "x"
+
+
+@pytest.mark.parametrize("path", ["/api/conversations/%00", "/api/conversations/a%00b",
+                                  "/api/messages/%00/events"])
+def test_an_id_no_database_keeps_in_a_url_is_not_found(client, path):
+    response = client.get(path)
+    assert response.status_code == 404 and response.headers["Content-Type"] == "application/json"
 
 
 def test_edit_and_resend_replaces_the_later_turns(client, fake):

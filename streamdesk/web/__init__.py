@@ -23,6 +23,7 @@ from ..store import Store
 from . import cli, errors, identity, limits, requests_log, security
 from .policies import no_identity
 from .services import Services
+from .validation import RecordId
 from .views import blueprints
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent  # templates/, static/, node_modules/
@@ -68,6 +69,7 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
     limits.init_app(app, settings, store.writer)
     errors.init_app(app)
     cli.init_app(app)
+    app.url_map.converters["id"] = RecordId
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     app.add_url_rule("/static/<path:filename>", endpoint="static", view_func=_static_files(app))

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
-import math
+import re
 
 from flask import Request
+from werkzeug.routing import BaseConverter
 
 from ..chat.turn import TurnRequest
 from .errors import ApiError
@@ -12,6 +13,15 @@ from .errors import ApiError
 MAX_TOKENS_LIMIT = 131_072
 TEMPERATURE_RANGE = (0.0, 2.0)
 ID_LENGTH = 32
+# What no database column takes (PostgreSQL refuses NUL in text) and no encoding writes (a
+# surrogate that pairs with nothing, which JSON's \\uD800 escapes can carry).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class RecordId(BaseConverter):
+    """A conversation or message id in a URL (``<id:...>``): up to 128 characters, none that a
+    database refuses. Any other path is not found, as an unknown id is."""
+    regex = f"[^/\x00\ud800-\udfff]{{1,{ID_LENGTH * 4}}}"
 
 
 def read_json_object(request: Request) -> dict:
@@ -32,6 +42,7 @@ def parse_turn_request(body: dict, max_message_chars: int) -> TurnRequest:
     message = body.get("message")
     if not isinstance(message, str):
         raise ApiError(400, "invalid_message", "'message' must be a string.")
+    check_storable(message, "message")
     if not message.strip():
         raise ApiError(400, "empty_message", "The message is empty.")
     if len(message) > max_message_chars:
@@ -69,7 +80,14 @@ def _optional_string(body: dict, field: str, limit: int) -> str | None:
         raise ApiError(400, f"invalid_{field}", f"'{field}' must be a string.")
     if len(value) > limit:
         raise ApiError(400, f"invalid_{field}", f"'{field}' is longer than {limit} characters.")
+    check_storable(value, field)
     return value
+
+
+def check_storable(text: str, field: str) -> None:
+    if _UNSTORABLE.search(text):
+        raise ApiError(400, f"invalid_{field}", f"'{field}' contains a character that cannot be "
+                       "kept (U+0000, or half of a surrogate pair).")
 
 
 def _optional_id(body: dict, field: str) -> str | None:
@@ -82,8 +100,10 @@ def _optional_temperature(body: dict) -> float | None:
     if value is None:
         return None
     low, high = TEMPERATURE_RANGE
+    # Compared, never converted first: float() of a 400-digit integer raises. NaN and the
+    # infinities fail the comparison.
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or not low <= value <= high:
+            or not low <= value <= high:
         raise ApiError(400, "invalid_temperature",
                        f"'temperature' must be a number from {low:g} to {high:g}.")
     return float(value)

@@ -11,7 +11,7 @@ from ..errors import ApiError
 from ..identity import current_user_id
 from ..serialize import conversation_json, message_json
 from ..services import services
-from ..validation import parse_settings, read_json_object, refuse_locked_system
+from ..validation import check_storable, parse_settings, read_json_object, refuse_locked_system
 
 bp = Blueprint("conversations", __name__, url_prefix="/api")
 
@@ -31,7 +31,7 @@ def list_conversations():
     return jsonify({"conversations": [conversation_json(c) for c in conversations]})
 
 
-@bp.get("/conversations/<conversation_id>")
+@bp.get("/conversations/<id:conversation_id>")
 def get_conversation(conversation_id: str):
     store, user_id = services().store, current_user_id()
     conversation = store.get_conversation(user_id, conversation_id)
@@ -42,7 +42,7 @@ def get_conversation(conversation_id: str):
                     "messages": [message_json(m) for m in messages]})
 
 
-@bp.patch("/conversations/<conversation_id>")
+@bp.patch("/conversations/<id:conversation_id>")
 def update_conversation(conversation_id: str):
     """Rename, and/or change the per-conversation settings (``{"settings": {...}}``)."""
     app, user_id = services(), current_user_id()
@@ -50,6 +50,8 @@ def update_conversation(conversation_id: str):
     title = body.get("title")
     if title is not None and (not isinstance(title, str) or not title.strip()):
         raise ApiError(400, "invalid_title", "'title' must be a non-empty string.")
+    if title is not None:
+        check_storable(title, "title")
     settings = body.get("settings", {})
     if not isinstance(settings, dict):
         raise ApiError(400, "invalid_settings", "'settings' must be an object.")
@@ -65,7 +67,7 @@ def update_conversation(conversation_id: str):
     return jsonify(conversation_json(conversation, settings=True))
 
 
-@bp.delete("/conversations/<conversation_id>")
+@bp.delete("/conversations/<id:conversation_id>")
 def delete_conversation(conversation_id: str):
     if not services().store.delete_conversation(current_user_id(), conversation_id):
         raise _not_found()

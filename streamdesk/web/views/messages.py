@@ -22,7 +22,7 @@ bp = Blueprint("messages", __name__, url_prefix="/api/messages")
 MAX_EVENT_ID = 2**53  # ids are positions in a reply: anything larger is not one of ours
 
 
-@bp.get("/<message_id>/events")
+@bp.get("/<id:message_id>/events")
 def follow(message_id: str):
     events = services().replies.follow(current_user_id(), message_id, _after())
     if events is None:
@@ -30,7 +30,7 @@ def follow(message_id: str):
     return Response(event_stream(events), mimetype="text/event-stream", headers=STREAM_HEADERS)
 
 
-@bp.post("/<message_id>/stop")
+@bp.post("/<id:message_id>/stop")
 def stop(message_id: str):
     read_json_object(request)  # like every state change: JSON only, so no plain form can post it
     reply = services().replies.stop(current_user_id(), message_id)
