@@ -235,7 +235,7 @@ class ErnieProvider(Provider):
         if response.status_code != 200:
             raise self._status_error(response, secrets)
         # Raw reads; our decoder splits and decodes lines itself (providers.md section 4).
-        reads = response.iter_content(chunk_size=None)
+        reads = http.body_reads(response)
         head = b""  # the reads up to the first one that is not only whitespace
         for data in reads:
             head += data

@@ -112,7 +112,7 @@ class OpenAICompatProvider(Provider):
         # requests' iter_lines() is wrong for SSE: a CR ending one read and the LF starting the
         # next become two line breaks (a blank line that dispatches half an event), and
         # decode_unicode splits at U+2028 inside JSON strings.
-        reads = response.iter_content(chunk_size=None)
+        reads = http.body_reads(response)
         for event in read_events(reads):
             if event.data == "[DONE]":
                 _drain(reads)

@@ -17,11 +17,9 @@ use it to read StreamDesk's own stream, exactly as a client would.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +48,19 @@ class SSEDecoder:
         self._retry: int | None = None
 
     def feed(self, data: bytes) -> list[Event]:
+        """The events that ``data``, the next read, completes. Once per upstream read."""
         if not data:  # an empty read between the CR and the LF of one line break changes nothing
             return []
-        if self._after_cr and data.startswith(b"\n"):
+        if self._after_cr and data[:1] == b"\n":
             data = data[1:]
-        self._after_cr = data.endswith(b"\r")
-        lines = _LINE_BREAK.split(self._pending + data)
-        self._pending = lines.pop()
+        last = data[-1:]
+        self._after_cr = last == b"\r"
+        # bytes.splitlines breaks at CRLF, LF and CR only (str.splitlines would not do).
+        lines = (self._pending + data).splitlines()
+        if last == b"\n" or last == b"\r":
+            self._pending = b""
+        else:  # the last line goes on in the next read
+            self._pending = lines.pop() if lines else b""
         events = []
         for line in lines:
             event = self.feed_line(line)

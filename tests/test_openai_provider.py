@@ -93,6 +93,15 @@ def test_crlf_cut_between_two_reads_is_one_line_break(upstream):
     assert len(b"data: " + json.dumps(standin_chunk({"content": padding})).encode()) == 511
 
 
+def test_a_body_that_is_not_chunked_is_still_read_as_it_arrives(fresh_upstream):
+    # Read to its end before anything came back, the first delta would wait for the release
+    # below, which comes only after it: the read times out instead.
+    chunks = make_provider(fresh_upstream, idle_timeout=5).stream(ask("unchunked"))
+    assert next(chunks).text == "first "
+    fresh_upstream.release.set()
+    assert collect(chunks)[0] == "then the rest"
+
+
 def test_an_error_event_cut_between_two_reads_keeps_its_kind_and_words(upstream):
     error = failure(make_provider(upstream), "split-crlf-error")
     assert error.code == "upstream_error"

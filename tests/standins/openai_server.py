@@ -29,6 +29,8 @@ the behaviour, so one server can back both the provider tests and the app under 
   surrogates               JSON escapes no text may hold: a surrogate pair split across two
                            deltas, a NUL, a lone low surrogate (SURROGATES_REPLY is the result)
   flood                    deltas of FLOOD_PIECE written without pause until the client leaves
+  unchunked                a body neither chunked nor of known length (it ends when the server
+                           closes): one delta, silence until released, then the rest
 """
 from __future__ import annotations
 
@@ -138,6 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
         if model == "context":
             return self._error(400, "This model's maximum context length is 8192 tokens.",
                                code="context_length_exceeded")
+        if model == "unchunked":
+            return self._unchunked()
         self._start_stream()
         if model == "hold":
             self.server.held.set()
@@ -222,6 +226,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(b"data:" + json.dumps(chunk(finish="stop")).encode() + b"\n\n")
         self._send(b"data:" + json.dumps(USAGE).encode() + b"\n\ndata:[DONE]\n\n")
         self._end()
+
+    def _unchunked(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        self.wfile.write(b"data: " + json.dumps(chunk({"content": "first "})).encode() + b"\n\n")
+        self.wfile.flush()
+        self._wait_for_release_or_departure()
+        for event in (chunk({"content": "then the rest"}), chunk(finish="stop")):
+            self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+        self.wfile.write(b"data: [DONE]\n\n")
 
     def _split_crlf(self) -> None:
         first = json.dumps(chunk({"content": "two "})).encode()
