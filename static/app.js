@@ -431,7 +431,14 @@ async function start() {
   await refreshList();
 }
 
-const linked = decodeURIComponent(location.hash.slice(1));
+// A link to a conversation (#<id>); a fragment that is not valid percent-encoding links nothing.
+const linked = (() => {
+  try {
+    return decodeURIComponent(location.hash.slice(1));
+  } catch {
+    return "";
+  }
+})();
 const ready = start().catch((error) => sayText(t("status.loadFailed", { message: error.message })));
 if (linked) ready.then(() => openConversation(linked));
 else showHeader();

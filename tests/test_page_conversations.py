@@ -55,6 +55,12 @@ def test_conversations_newest_first_switch_and_new_chat(open_page):
     expect(page.locator("#input")).to_be_focused()
 
 
+def test_a_malformed_fragment_in_the_address_opens_the_chat_as_usual(open_page):
+    page = open_page("/#%E0%A4%A")  # not percent-encoding: decoding it threw, nothing loaded
+    send_message(page, "still here")
+    expect(last_reply(page)).to_contain_text("still here")
+
+
 def test_search_filters_conversations_by_title(open_page):
     page = open_page()
     start_conversations(page, "Printer on floor 3", "VPN password reset", "Printer toner")
