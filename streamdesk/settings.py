@@ -56,6 +56,7 @@ class Settings:
     # Hardening
     frame_ancestors: str
     cors_origins: tuple[str, ...]
+    metrics_allowed_from: tuple  # ipaddress networks that may read /metrics and /readyz; () all
     # Logs
     log_level: str
     log_content: bool  # message and reply text in the reply log lines
@@ -89,6 +90,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         frame_ancestors=env.get("FRAME_ANCESTORS", "").strip() or "'none'",
         cors_origins=tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",")
                            if o.strip()),
+        metrics_allowed_from=_networks(env, "METRICS_ALLOWED_FROM"),
         log_level=_log_level(env, "LOG_LEVEL"),
         log_content=_flag(env, "LOG_CONTENT"),
     )

@@ -1,6 +1,8 @@
 """The sample nginx configuration (deploy/nginx.conf) in front of the app, with a real nginx."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 import requests
 
@@ -45,3 +47,20 @@ def test_nginx_compresses_the_page_assets_but_never_the_stream(nginx):
 def test_request_id_from_nginx_reaches_the_app_and_comes_back(nginx):
     response = requests.get(f"{nginx}/healthz", timeout=10)
     assert len(response.headers["X-Request-ID"]) == 32  # nginx's $request_id, kept by the app
+
+
+def raw_get(url: str, path: str, source: str) -> int:
+    """The status of GET ``path``, asked from the loopback address ``source``."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10,
+                                  source_address=(source, 0)) as connection:
+        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                           .encode())
+        return int(connection.makefile("rb").readline().split()[1])
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/readyz"])
+def test_the_sample_lets_only_the_monitoring_read_metrics_and_readiness(nginx, path):
+    assert raw_get(nginx, path, "127.0.0.1") == 200
+    assert raw_get(nginx, path, "127.0.0.2") == 403  # another address: refused by nginx
+    assert raw_get(nginx, "/healthz", "127.0.0.2") == 200

@@ -59,6 +59,15 @@ def test_request_counts_are_summed_across_workers(app_server):
     assert after - before == 30
 
 
+def test_made_up_methods_make_no_new_metric_series(app_server):
+    for number in range(20):
+        requests.request(f"MADEUP{number}", f"{app_server.url}/api/models", timeout=10)
+    text = requests.get(f"{app_server.url}/metrics", timeout=10).text
+    methods = set(re.findall(r'^streamdesk_http_requests_total\{.*method="([^"]*)"', text,
+                             re.MULTILINE))
+    assert "other" in methods and not any(m.startswith("MADEUP") for m in methods)
+
+
 def test_stream_metrics_tokens_ttft_and_upstream_errors(app_server, fresh_upstream):
     with requests.Session() as user:
         response = user.post(f"{app_server.url}/chat", stream=True, timeout=30,

@@ -113,3 +113,15 @@ def test_configured_cors_origin_is_allowed(make_app):
                         headers={"Origin": "https://other.example"})
     assert other.status_code == 403 and other.json["error"]["code"] == "cross_site"
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/readyz"])
+def test_metrics_and_readiness_only_for_the_monitoring_addresses_when_set(make_app, path):
+    client = make_app(METRICS_ALLOWED_FROM="10.0.0.0/8, 192.0.2.7").test_client()
+    assert client.get(path, environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 200
+    refused = client.get(path, environ_base={"REMOTE_ADDR": "198.51.100.4"})
+    assert refused.status_code == 403 and refused.json["error"]["code"] == "forbidden"
+    assert client.get("/healthz", environ_base={"REMOTE_ADDR": "198.51.100.4"}).status_code \
+        == 200  # liveness stays open to the load balancer
+    unset = make_app().test_client()
+    assert unset.get(path, environ_base={"REMOTE_ADDR": "198.51.100.4"}).status_code == 200

@@ -13,6 +13,9 @@ from .. import logs, metrics
 
 log = logging.getLogger("streamdesk.access")
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Every label value of a metric is a series kept for ever: a client must not be able to make
+# new ones. Any other method a client invents counts as "other".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def current_request_id() -> str:
@@ -35,7 +38,8 @@ def init_app(app: Flask) -> None:
         request_id = current_request_id()
         response.headers["X-Request-ID"] = request_id
         route = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        method = request.method if request.method in _METHODS else "other"
+        metrics.REQUESTS.labels(route, method, str(response.status_code)).inc()
         # For /chat this is when the headers leave; the reply's own line follows at its end.
         started = g.get("started_at", time.monotonic())
         log.info("request", extra={

@@ -1,12 +1,19 @@
 """For operators and their load balancers: liveness, readiness and metrics. A probe is nobody:
-these routes load no identity."""
+these routes load no identity. Readiness and metrics say how the instance is doing, which is
+nobody else's business: with METRICS_ALLOWED_FROM set only those addresses may read them
+(``identity.client_address``: behind trusted proxies, the forwarded client)."""
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections.abc import Callable
+from functools import wraps
 
 from flask import Blueprint, Response, jsonify
 
 from ... import metrics
+from ..errors import ApiError
+from ..identity import client_address
 from ..policies import no_identity
 from ..services import services
 
@@ -21,8 +28,27 @@ def healthz():
     return jsonify({"status": "ok"})
 
 
+def operators_only(view: Callable) -> Callable:
+    @wraps(view)
+    def checked(*args, **kwargs):
+        allowed = services().settings.metrics_allowed_from
+        if allowed and not _address_in(client_address(), allowed):
+            raise ApiError(403, "forbidden", "Only the operator's monitoring may read this.")
+        return view(*args, **kwargs)
+    return checked
+
+
+def _address_in(address: str, networks: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
 @bp.get("/readyz")
 @no_identity
+@operators_only
 def readyz():
     """Ready to serve: the database (and Redis, when sessions live there) answer."""
     app = services()
@@ -36,6 +62,7 @@ def readyz():
 
 @bp.get("/metrics")
 @no_identity
+@operators_only
 def prometheus_metrics():
     body, content_type = metrics.exposition()
     return Response(body, content_type=content_type)
