@@ -142,6 +142,33 @@ def test_a_trusted_proxy_names_the_user_and_history_follows_across_devices(sso, 
     assert nobody.status_code == 401 and nobody.json["error"]["code"] == "sign_in_required"
 
 
+def test_an_sso_name_is_never_cut_two_joined_names_are_refused(sso):
+    victim = "a" * 120
+    browser = from_address(sso, PROXY)
+    assert browser.get("/api/session", headers={"X-Forwarded-User": victim}).json["user"] == {
+        "kind": "sso", "name": victim}
+    for sent in (victim + "-mallory", "bob,alice", "bob\tadmin", [("X-Forwarded-User", "bob"),
+                                                                 ("X-Forwarded-User", "alice")]):
+        headers = sent if isinstance(sent, list) else {"X-Forwarded-User": sent}
+        refused = from_address(sso, PROXY).get("/api/conversations", headers=headers)
+        assert refused.status_code == 403, sent
+        assert refused.json["error"]["code"] == "sso_name_refused"
+
+
+def test_a_utf8_sso_name_arrives_intact_however_the_proxy_encodes_it(sso, fake):
+    as_sent = ["Jürgen Groß".encode().decode("latin-1"),  # the UTF-8 bytes, as HTTP carries them
+               "J%C3%BCrgen%20Gro%C3%9F", "UTF-8''J%C3%BCrgen%20Gro%C3%9F"]
+    conversations = []
+    for header in as_sent:
+        browser = from_address(sso, PROXY)
+        headers = {"X-Forwarded-User": header}
+        assert browser.get("/api/session", headers=headers).json["user"]["name"] == "Jürgen Groß"
+        events_of(browser.post("/chat", json={"message": "hallo"}, headers=headers))
+        conversations.append(len(browser.get("/api/conversations",
+                                             headers=headers).json["conversations"]))
+    assert conversations == [1, 2, 3]  # one user, whichever way the name came
+
+
 def test_switching_users_in_one_browser_gets_a_new_session_id(sso):
     browser = from_address(sso, PROXY)
     browser.get("/api/conversations", headers={"X-Forwarded-User": "alice"})

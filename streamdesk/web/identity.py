@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 import secrets
 import time
+from urllib.parse import unquote
 
 from flask import Flask, current_app, g, request, session
 
@@ -20,6 +22,10 @@ from .policies import Access, access_of_current_view
 from .services import services
 
 MAX_USER_NAME = 120
+# A name is never cut or cleaned: two different names must never become one user. These are
+# refused instead: control characters, half surrogates, and the comma of two headers joined.
+_NOT_IN_A_NAME = re.compile("[\x00-\x1f\x7f,\ud800-\udfff]")
+_RFC_8187 = re.compile("utf-8''", re.IGNORECASE)
 # A returning user's session is saved again (its lifetime starting over) once a day, not on
 # every request: flask's SESSION_REFRESH_EACH_REQUEST would write the session's file or Redis
 # key for each /chat, each follow and each poll.
@@ -66,7 +72,7 @@ def resolve_identity() -> None:
     if settings.trusted_user_header:
         name = request.headers.get(settings.trusted_user_header, "").strip()
         if name and _is_trusted_proxy(request.remote_addr or ""):
-            _sign_in(f"sso:{name[:MAX_USER_NAME]}", "sso")
+            _sign_in(f"sso:{sso_name(name)}", "sso")
             return
     if settings.access_code:
         if session.get("kind") == "access_code":
@@ -84,6 +90,28 @@ def resolve_identity() -> None:
         raise ApiError(401, "access_code_required", "Enter the access code to use this chat.")
     raise ApiError(401, "sign_in_required",
                    "Sign in through your company's portal to use this chat.")
+
+
+def sso_name(header: str) -> str:
+    """The user the proxy named, as the proxy meant it. HTTP header values reach us as
+    Latin-1: a proxy may send UTF-8 bytes as they are, percent-encoded, or in RFC 8187's
+    ``UTF-8''...`` form; all three give the same name. A name that is too long, holds two
+    names or a control character is refused, never shortened or cleaned."""
+    if _RFC_8187.match(header):
+        header = header[len("utf-8''"):]
+    try:
+        if "%" in header:
+            name = unquote(header, errors="strict")
+        else:
+            name = header.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        name = header  # not UTF-8: a Latin-1 name, read as sent
+    if len(name) > MAX_USER_NAME or _NOT_IN_A_NAME.search(name) or not name.strip():
+        raise ApiError(403, "sso_name_refused",
+                       "Your company's portal sent a user name StreamDesk cannot take "
+                       f"(empty, over {MAX_USER_NAME} characters, two names, or a control "
+                       "character). Ask its administrator.")
+    return name
 
 
 def current_user_id() -> str:
