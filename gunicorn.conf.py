@@ -68,6 +68,13 @@ def on_starting(server):
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(directory, ignore_errors=True)  # values of a previous run would be summed in
     os.makedirs(directory, exist_ok=True)
+    # Reachable beyond this machine, the app should know the names it answers for.
+    public = [address for address in server.cfg.bind
+              if not address.startswith(("127.", "localhost", "[::1]", "unix:"))]
+    if public and not os.environ.get("ALLOWED_HOSTS"):
+        server.log.warning("listening on %s without ALLOWED_HOSTS: requests for any host name "
+                           "are answered; set it to the names of this chat (docs/deploy.md)",
+                           ", ".join(public))
 
 
 def post_worker_init(worker):

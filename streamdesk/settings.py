@@ -56,6 +56,7 @@ class Settings:
     # Hardening
     frame_ancestors: str
     cors_origins: tuple[str, ...]
+    allowed_hosts: tuple[str, ...]  # host names the app answers for, lowercase; () any
     metrics_allowed_from: tuple  # ipaddress networks that may read /metrics and /readyz; () all
     # Logs
     log_level: str
@@ -90,6 +91,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         frame_ancestors=env.get("FRAME_ANCESTORS", "").strip() or "'none'",
         cors_origins=tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",")
                            if o.strip()),
+        allowed_hosts=tuple(h.strip().lower() for h in env.get("ALLOWED_HOSTS", "").split(",")
+                            if h.strip()),
         metrics_allowed_from=_networks(env, "METRICS_ALLOWED_FROM"),
         log_level=_log_level(env, "LOG_LEVEL"),
         log_content=_flag(env, "LOG_CONTENT"),

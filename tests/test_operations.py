@@ -129,3 +129,14 @@ def test_content_logging_is_the_operators_choice(fresh_upstream, tmp_path):
         assert entry["prompt"] == SECRET_WORDS and entry["reply"].startswith("Echo: ")
     finally:
         server.stop()
+
+
+def test_a_server_open_beyond_loopback_without_allowed_hosts_warns_once(tmp_path):
+    # The Procfile binds 0.0.0.0 (a platform's router in front): the warning is for it.
+    for variables, warned in (({}, True), ({"ALLOWED_HOSTS": "chat.example.com"}, False)):
+        server = AppServer(variables, tmp_path).start()
+        try:
+            assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
+            assert server.log.count("without ALLOWED_HOSTS") == (1 if warned else 0)
+        finally:
+            server.stop()

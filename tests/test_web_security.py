@@ -125,3 +125,19 @@ def test_metrics_and_readiness_only_for_the_monitoring_addresses_when_set(make_a
         == 200  # liveness stays open to the load balancer
     unset = make_app().test_client()
     assert unset.get(path, environ_base={"REMOTE_ADDR": "198.51.100.4"}).status_code == 200
+
+
+def test_with_allowed_hosts_other_host_names_are_refused_even_when_the_origin_agrees(make_app,
+                                                                                    fake):
+    client = make_app(ALLOWED_HOSTS="chat.example.com, localhost").test_client()
+    ours = {"Host": "chat.example.com:8443"}
+    assert client.get("/api/models", headers=ours).status_code == 200
+    rebound = {"Host": "evil.example", "Origin": "http://evil.example"}
+    refused = client.post("/chat", json={"message": "hi"}, headers=rebound)
+    assert refused.status_code == 400 and refused.json["error"]["code"] == "unknown_host"
+    for host in ("evil.example", "[::1", "chat.example.com.evil.example"):
+        assert client.get("/api/models", headers={"Host": host}).status_code == 400, host
+    assert fake.requests == []
+    assert client.get("/healthz", headers={"Host": "10.0.0.9"}).status_code == 200  # probes
+    assert make_app().test_client().get("/api/models", headers={
+        "Host": "evil.example"}).status_code == 200  # unset: any name

@@ -4,6 +4,11 @@ CSRF: every state change needs ``application/json`` (a cross-site form or a ``te
 fetch cannot send it without a CORS preflight we never grant), the session cookie is
 ``SameSite=Lax``, and a request whose ``Origin`` (or ``Sec-Fetch-Site``) says it comes from
 another site is refused outright.
+
+Host names: with ``ALLOWED_HOSTS`` set, a request for any other name is refused before
+anything else, since the same-origin check trusts the ``Host`` header (``Host: evil.example``
+with ``Origin: http://evil.example`` would pass it: DNS rebinding). Files and probes are
+exempt: load balancers probe by address.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from flask import Flask, make_response, request
 
 from ..settings import Settings
 from .errors import ApiError
+from .policies import Access, access_of_current_view
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 CORS_METHODS = "GET, POST, PATCH, DELETE"
@@ -33,6 +39,13 @@ def content_security_policy(frame_ancestors: str) -> str:
 def init_app(app: Flask, settings: Settings) -> None:
     policy = content_security_policy(settings.frame_ancestors)
     allowed_origins = set(settings.cors_origins)
+    allowed_hosts = set(settings.allowed_hosts)
+
+    @app.before_request
+    def refuse_unknown_hosts():
+        if allowed_hosts and _host_name(request.host) not in allowed_hosts \
+                and access_of_current_view() is not Access.NO_IDENTITY:
+            raise ApiError(400, "unknown_host", "This server does not answer for that name.")
 
     @app.before_request
     def refuse_cross_site_changes():
@@ -63,6 +76,14 @@ def init_app(app: Flask, settings: Settings) -> None:
             response.headers["Access-Control-Allow-Credentials"] = "true"
             response.headers.add("Vary", "Origin")
         return response
+
+
+def _host_name(host: str) -> str | None:
+    """The name in a Host header, lowercase, without its port; None for no valid name."""
+    try:
+        return urlsplit("//" + host).hostname
+    except ValueError:  # "[::1" and the like
+        return None
 
 
 def _preflight():
