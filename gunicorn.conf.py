@@ -14,6 +14,7 @@ import shutil
 import tempfile
 
 from dotenv import load_dotenv
+from gunicorn import util as gunicorn_util
 
 # The same .env as app.py, read here too so WEB_CONCURRENCY and the rest apply to gunicorn.
 load_dotenv(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".env"))
@@ -57,6 +58,26 @@ logconfig_dict = {
                 # time; streamdesk/store/schema.py writes one line when a migration ran.
                 "alembic": {"handlers": ["stderr"], "level": "WARNING", "propagate": False}},
 }
+
+def _json_error(sock, status_int, reason, mesg):
+    """gunicorn answers the requests it cannot parse itself (a request line over 4094 bytes:
+    414, over 100 headers or one over 8190 bytes: 431, a malformed line: 400) before the app
+    sees them; in HTML by default. The same answers as JSON, shaped like every error of the
+    API (streamdesk/web/errors.py). ``mesg`` may quote the request: it is not repeated."""
+    import json
+
+    body = json.dumps({"error": {"code": _ERROR_CODES.get(status_int, "bad_request"),
+                                 "message": f"The server could not read this request "
+                                            f"({status_int} {reason})."}}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+_ERROR_CODES = {400: "bad_request", 403: "forbidden", 414: "uri_too_long",
+                417: "expectation_failed", 431: "headers_too_large", 500: "internal",
+                501: "not_implemented"}
+gunicorn_util.write_error = _json_error  # the function gunicorn's workers call for these
 
 # Metrics from every worker are written to one directory and summed by /metrics
 # (prometheus-client's multiprocess mode). It must exist before the workers start.

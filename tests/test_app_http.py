@@ -5,6 +5,7 @@ while streaming). Request checks, the conversations API and ownership are tested
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -254,3 +255,20 @@ def test_a_growing_reply_is_saved_while_it_streams_and_whole_at_the_end(batched_
         final = user.get(url, timeout=10).json()["messages"][1]
         # The last batch never overwrites the whole reply saved at the end.
         assert final["status"] == "cancelled" and final["content"] == seen
+
+
+@pytest.mark.parametrize("raw, status, code", [
+    (b"GET /" + b"x" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % n for n in range(120))
+     + b"\r\n", 431, "headers_too_large"),
+    (b"NOT A REQUEST LINE\r\n\r\n", 400, "bad_request"),
+])
+def test_requests_the_server_cannot_read_get_json_errors_too(app_server, raw, status, code):
+    host, port = app_server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(raw)
+        answer = connection.makefile("rb").read()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].split()[1] == str(status).encode()
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body)["error"]["code"] == code
