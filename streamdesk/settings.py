@@ -51,6 +51,7 @@ class Settings:
     lock_system_prompt: bool
     # Limits
     rate_limit: str | None
+    access_code_attempts: str  # wrong access codes per address before a lockout
     ip_rate_limit: str | None
     max_streams_per_user: int
     # Hardening
@@ -86,6 +87,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         system_prompt=env.get("SYSTEM_PROMPT") or None,
         lock_system_prompt=_flag(env, "LOCK_SYSTEM_PROMPT"),
         rate_limit=_rate_limit(env, "RATE_LIMIT"),
+        access_code_attempts=_rate_limit(env, "ACCESS_CODE_ATTEMPTS") or "5 per 15 minutes",
         ip_rate_limit=_rate_limit(env, "IP_RATE_LIMIT"),
         max_streams_per_user=_integer(env, "MAX_STREAMS_PER_USER", 3, 1),
         frame_ancestors=env.get("FRAME_ANCESTORS", "").strip() or "'none'",

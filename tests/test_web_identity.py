@@ -71,6 +71,15 @@ def test_the_right_code_admits_this_browser_with_a_new_session_id(coded, fake):
     assert len(fake.requests) == 1
 
 
+def test_only_wrong_codes_count_and_access_code_attempts_sets_how_many(make_app):
+    app = make_app(ACCESS_CODE=CODE, ACCESS_CODE_ATTEMPTS="3 per 15 minutes")
+    guesses = [("wrong", 401), ("wrong", 401), (CODE, 204), ("wrong", 401),
+               ("wrong", 429), (CODE, 429)]  # the right code no longer tells anything
+    answers = [(code, app.test_client().post("/api/access", json={"code": code}).status_code)
+               for code, _ in guesses]
+    assert answers == guesses
+
+
 def test_a_session_id_from_before_the_code_is_worthless_once_the_code_is_entered(make_app,
                                                                                   tmp_path):
     # The same instance folder before and after the operator turned the access code on: the
