@@ -1,0 +1,109 @@
+"""The JSON API against any JSON at all (Hypothesis): every route, every field, any value,
+strings with NUL and lone surrogates included. Whatever comes in, no answer is a 500, every
+error has the API's shape, and the app logs no bug (``make_app`` fails the test if it did).
+
+In process, one app for all examples (the examples reuse its users and conversations, as a
+careless or hostile client would); a bounded number of examples, so it runs in ``make test``.
+"""
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.inprocess import events_of
+
+# Any character, and often what no database keeps: NUL and half surrogate pairs (JSON
+# carries them as \u0000 and \uD800 escapes; Hypothesis's own text() has no surrogates).
+TEXT = st.lists(st.characters() | st.sampled_from(["\x00", "\ud800", "\udfff", "\ud83d"]),
+               max_size=40).map("".join)
+NUMBERS = (st.integers() | st.integers(min_value=10**309) | st.integers(max_value=-10**309)
+           | st.floats())
+SCALARS = st.none() | st.booleans() | NUMBERS | TEXT
+JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(TEXT, inner, max_size=3), max_leaves=6)
+SETTINGS = st.fixed_dictionaries({}, optional={
+    "system": JSON | TEXT, "temperature": NUMBERS | JSON, "max_tokens": NUMBERS | JSON})
+# A valid message a third of the time: the other fields are read only after it passes.
+CHAT = st.fixed_dictionaries({"message": st.just("hi") | TEXT | JSON}, optional={
+    "conversation_id": TEXT | JSON, "edit_message_id": TEXT | JSON, "model": TEXT | JSON,
+    "system": TEXT | JSON, "temperature": NUMBERS | JSON, "max_tokens": NUMBERS | JSON})
+# Ids as a client might put them in a URL: known ones, made-up ones, percent-escapes.
+URL_ID = st.sampled_from(["known", "0" * 32, "%00", "a%00b", "%ED%A0%80", "..", "x" * 300]) \
+    | st.text(st.characters(codec="ascii", exclude_characters="/?#%"), min_size=1,
+              max_size=40)
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+
+
+def assert_answered_well(response) -> None:
+    assert response.status_code < 500, response.get_data(as_text=True)[:500]
+    if response.status_code >= 400:
+        error = response.json["error"]
+        assert isinstance(error["code"], str) and isinstance(error["message"], str)
+
+
+def one_app(make_app, **variables):
+    """The test client of one app for all of a test's examples: the fixture is made once per
+    test, the body runs once per example."""
+    if not hasattr(make_app, "fuzzed"):
+        make_app.fuzzed = make_app(**variables).test_client()
+    return make_app.fuzzed
+
+
+def body(value) -> bytes:
+    return json.dumps(value).encode()  # ensure_ascii: lone surrogates travel as escapes
+
+
+@FUZZ
+@given(request=CHAT | JSON)
+def test_chat_answers_any_json_without_a_500(make_app, request):
+    client = one_app(make_app)
+    response = client.post("/chat", data=body(request), content_type="application/json")
+    assert_answered_well(response)
+    if response.status_code == 200:
+        assert events_of(response)[-1][0] == "done"
+
+
+@FUZZ
+@given(conversation=URL_ID, change=st.fixed_dictionaries(
+    {}, optional={"title": TEXT | JSON, "settings": SETTINGS | JSON}) | JSON)
+def test_conversation_routes_answer_anything_without_a_500(make_app, conversation, change):
+    client = one_app(make_app)
+    if conversation == "known":
+        started = events_of(client.post("/chat", json={"message": "hi"}))
+        conversation = started[0][1]["conversation_id"]
+    url = f"/api/conversations/{conversation}"
+    assert_answered_well(client.patch(url, data=body(change), content_type="application/json"))
+    assert_answered_well(client.get(url))
+    assert_answered_well(client.delete(url))
+
+
+@FUZZ
+@given(message=URL_ID, last_event_id=TEXT, after=TEXT, stop=JSON)
+def test_message_routes_answer_anything_without_a_500(make_app, message, last_event_id, after,
+                                                      stop):
+    client = one_app(make_app)
+    if message == "known":
+        message = events_of(client.post("/chat", json={"message": "hi"}))[0][1]["message_id"]
+    # As HTTP carries it: bytes read as Latin-1, and no line break (that would end it).
+    header = last_event_id.encode("utf-8", "surrogatepass").decode("latin-1")
+    header = header.replace("\r", "").replace("\n", "")
+    after = quote(after.encode("utf-8", "surrogatepass"))  # as a URL carries any bytes
+    followed = client.get(f"/api/messages/{message}/events?after={after}",
+                          headers={"Last-Event-ID": header})
+    assert_answered_well(followed)
+    assert_answered_well(client.post(f"/api/messages/{message}/stop", data=body(stop),
+                                     content_type="application/json"))
+
+
+@FUZZ
+@given(attempt=st.fixed_dictionaries({}, optional={"code": TEXT | JSON}) | JSON)
+def test_the_access_code_route_answers_anything_without_a_500(make_app, attempt):
+    client = one_app(make_app, ACCESS_CODE="fuzz-code",
+                     ACCESS_CODE_ATTEMPTS="100000 per minute")
+    assert_answered_well(client.post("/api/access", data=body(attempt),
+                                     content_type="application/json"))
