@@ -5,9 +5,9 @@ of a worker waits for each statement. Two jobs are big and periodic, and nobody 
 their result: saving every growing reply once a second (``chat/progress.py``) and copying
 the write-ahead log back into the database (a checkpoint, with an fsync). Done on the loop,
 they took the relayed chunks' p99 after the ramp from 2.6 ms (no saves) to 9-12 ms at 500
-streams (docs/benchmarks.md). Here they run on one thread of gevent's pool, with a
-connection of their own: sqlite3 lets go of the interpreter while SQLite works, so the loop
-runs on meanwhile.
+streams (docs/benchmarks.md). Here they run on a native thread of their own (a gevent
+``ThreadPool`` of one), with a connection of their own: sqlite3 lets go of the interpreter
+while SQLite works, so the loop runs on meanwhile.
 
 Each progress save is one ``UPDATE ... FROM (VALUES ...)`` in autocommit: one call into
 SQLite takes the write lock, writes and commits, so the lock is never held while this thread
