@@ -16,7 +16,9 @@ USER_PAYLOAD = ('<img src=x onerror="window.__xss=101"> <script>window.__xss=102
 @pytest.fixture(scope="module")
 def hostile_server(upstream, tmp_path_factory):
     server = AppServer({"OPENAI_BASE_URL": upstream.url, "OPENAI_MODELS": "xss,echo",
-                        "DEFAULT_MODEL": "openai/xss", "RATE_LIMIT": "4/minute"},
+                        "DEFAULT_MODEL": "openai/xss", "RATE_LIMIT": "4/minute",
+                        # every page here is another user from 127.0.0.1: per user only
+                        "IP_RATE_LIMIT": "1000/minute"},
                        tmp_path_factory.mktemp("instance")).start()
     yield server
     server.stop()

@@ -7,6 +7,8 @@ by two worker processes.
 """
 from __future__ import annotations
 
+import struct
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 from gevent.event import Event
 
 from providers.sse import SSEDecoder
-from streamdesk.web import create_app
+from streamdesk.web import create_app, session_sweep
 from tests.inprocess import events_of
 
 CODE = "helpdesk-demo-7421"
@@ -85,7 +87,7 @@ def test_a_session_id_from_before_the_code_is_worthless_once_the_code_is_entered
     # The same instance folder before and after the operator turned the access code on: the
     # browser (or whoever planted its session id) holds a session that already exists.
     anonymous = make_app(INSTANCE_PATH=str(tmp_path)).test_client()
-    anonymous.get("/api/conversations")
+    events_of(anonymous.post("/chat", json={"message": "hi"}))  # its first message: a user
     known = session_id(anonymous)
     assert known is not None
     coded = make_app(INSTANCE_PATH=str(tmp_path), ACCESS_CODE=CODE)
@@ -109,6 +111,44 @@ def test_malformed_access_attempts_are_plain_refusals(coded, body):
 
 
 # -- the session's lifetime ----------------------------------------------------------------
+
+def test_a_visitor_becomes_a_user_with_a_session_only_at_its_first_message(make_app, tmp_path):
+    app = make_app(INSTANCE_PATH=str(tmp_path))
+    sessions, unknown = tmp_path / "sessions", "0" * 32
+    for _ in range(20):  # browsers, bots and probes without a cookie, reading and poking
+        visitor = app.test_client()
+        for path in ("/", "/api/session", "/api/models", "/api/conversations",
+                     f"/api/conversations/{unknown}", f"/api/messages/{unknown}/events"):
+            assert visitor.get(path).status_code in (200, 404), path
+        assert visitor.post(f"/api/messages/{unknown}/stop", json={}).status_code == 404
+        assert visitor.delete(f"/api/conversations/{unknown}").status_code == 404
+        assert session_id(visitor) is None
+    assert not sessions.exists() or not any(sessions.iterdir())  # before: 20 files
+    user = app.test_client()
+    events_of(user.post("/chat", json={"message": "hi"}))
+    assert session_id(user) is not None and len(list(sessions.iterdir())) == 1
+    assert len(user.get("/api/conversations").json["conversations"]) == 1
+
+
+def test_expired_session_files_are_swept_and_live_ones_kept(make_app, tmp_path):
+    app = make_app(INSTANCE_PATH=str(tmp_path))
+    gone, kept = app.test_client(), app.test_client()
+    for browser in (gone, kept):
+        events_of(browser.post("/chat", json={"message": "hi"}))
+    files = {f.name: f for f in (tmp_path / "sessions").iterdir()}
+    assert len(files) == 2
+    now = time.time()
+    for session_file in files.values():  # cachelib's format, which the sweep relies on
+        expires = struct.unpack("I", session_file.read_bytes()[:4])[0]
+        assert now + 89 * 86400 < expires < now + 91 * 86400
+    expired = next(iter(files.values()))
+    expired.write_bytes(struct.pack("I", int(now) - 1) + expired.read_bytes()[4:])
+    assert session_sweep.remove_expired(str(tmp_path / "sessions"), now) == 1
+    assert [f.name for f in (tmp_path / "sessions").iterdir()] == [
+        name for name in files if files[name] != expired]
+    lists = [len(b.get("/api/conversations").json["conversations"]) for b in (gone, kept)]
+    assert sorted(lists) == [0, 1]  # the expired session is nobody now; the other goes on
+
 
 def test_a_returning_users_session_is_saved_again_once_a_day_not_on_every_request(make_app):
     app = make_app()
@@ -288,7 +328,7 @@ def test_a_model_can_carry_its_own_operator_prompt(desk_app, fresh_upstream):
 
 def test_rate_limit_per_user_answers_429_with_retry_after(make_app, fake):
     app = make_app(RATE_LIMIT="3/minute")
-    eager, other = app.test_client(), app.test_client()
+    eager, other = app.test_client(), from_address(app, "192.0.2.8")
     for _ in range(3):
         assert events_of(eager.post("/chat", json={"message": "hi"}))[-1] == DONE
     refused = eager.post("/chat", json={"message": "hi"})
@@ -298,6 +338,17 @@ def test_rate_limit_per_user_answers_429_with_retry_after(make_app, fake):
     assert len(fake.requests) == 3  # the refused message never reached the model
     # Another user is not held back by the first one's limit.
     assert other.post("/chat", json={"message": "hi"}).status_code == 200
+
+
+def test_anonymous_users_who_drop_their_cookie_are_still_counted_per_address(make_app, fake):
+    app = make_app(RATE_LIMIT="2/minute")
+    answers = [app.test_client().post("/chat", json={"message": "hi"}).status_code
+               for _ in range(3)]  # a new cookie-less "user" each time, from one address
+    assert answers == [200, 200, 429] and len(fake.requests) == 2
+    # IP_RATE_LIMIT, when set, is the limit per address instead (an office behind one NAT).
+    office = make_app(RATE_LIMIT="2/minute", IP_RATE_LIMIT="100/minute")
+    assert [office.test_client().post("/chat", json={"message": "hi"}).status_code
+            for _ in range(3)] == [200, 200, 200]
 
 
 def test_concurrent_replies_per_user_are_capped(make_app, fake):

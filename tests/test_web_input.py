@@ -137,7 +137,7 @@ def test_editing_someone_elses_or_an_assistant_message_is_404(make_app, fake):
 
 
 def test_session_cookie_is_httponly_and_samesite_lax(client):
-    cookie = client.get("/api/conversations").headers["Set-Cookie"]
+    cookie = client.post("/chat", json={"message": "hi"}).headers["Set-Cookie"]
     assert cookie.startswith("streamdesk_session=")
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
 

@@ -59,13 +59,13 @@ def test_the_page_has_no_inline_script(client):
      b'{"message": "hi"}', 403, "cross_site"),
 ])
 def test_cross_site_requests_are_refused(client, fake, headers, body, status, code):
-    client.get("/api/conversations")  # the victim has a session cookie
+    events_of(client.post("/chat", json={"message": "mine"}))  # the victim has a session
     response = client.post("/chat", data=body, headers=headers)
     assert response.status_code == status
     assert response.json["error"]["code"] == code
     assert "Access-Control-Allow-Origin" not in response.headers
-    assert fake.requests == []  # nothing reached the model
-    assert client.get("/api/conversations").json == {"conversations": []}
+    assert len(fake.requests) == 1  # only the victim's own message reached the model
+    assert len(client.get("/api/conversations").json["conversations"]) == 1
 
 
 def test_cross_site_delete_and_rename_are_refused(client):

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import gevent
 from cachelib.file import FileSystemCache
 from flask import Flask, send_from_directory
 from flask_session import Session as ServerSideSessions
@@ -20,7 +21,7 @@ from ..chat.bus import DatabaseBus, RedisBus
 from ..chat.replies import Replies, ReplyPolicy
 from ..settings import load_settings
 from ..store import Store
-from . import cli, errors, identity, limits, requests_log, security
+from . import cli, errors, identity, limits, requests_log, security, session_sweep
 from .policies import no_identity
 from .services import Services
 from .validation import RecordId
@@ -104,5 +105,7 @@ def _init_sessions(app: Flask, redis_url: str | None):
         directory = os.path.join(app.instance_path, "sessions")
         app.config.update(SESSION_TYPE="cachelib",
                           SESSION_CACHELIB=FileSystemCache(directory, threshold=0, mode=0o600))
+        if _in_gevent_worker():
+            gevent.spawn(session_sweep.sweep_every_interval, directory)
     ServerSideSessions(app)
     return client

@@ -114,8 +114,25 @@ def sso_name(header: str) -> str:
     return name
 
 
+def known_user_id() -> str | None:
+    """The user, when this request already has one. Reading or changing what a user owns
+    mints no anonymous user: a browser without a cookie owns nothing yet, and minting one
+    would leave a session behind for every such request (a bot, a probe, a first page load)."""
+    return g.get("user_id") or None
+
+
+def owner_or(missing: ApiError) -> str:
+    """The user whose things are asked for, or ``missing`` (the route's 404): a browser that is
+    nobody yet owns nothing."""
+    user_id = known_user_id()
+    if user_id is None:
+        raise missing
+    return user_id
+
+
 def current_user_id() -> str:
-    """The user's id; the anonymous user of a browser gets one on first need."""
+    """The user's id; the anonymous user of a browser gets one on first need (its first
+    message)."""
     if g.get("user_id"):
         return g.user_id
     settings = services().settings

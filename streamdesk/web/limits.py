@@ -33,6 +33,10 @@ class RateLimits:
         self.window = FixedWindowRateLimiter(storage)
         self.per_user = parse_many(settings.rate_limit) if settings.rate_limit else []
         self.per_address = parse_many(settings.ip_rate_limit) if settings.ip_rate_limit else []
+        if not self.per_address and not (settings.access_code or settings.trusted_user_header):
+            # An anonymous user is a cookie, and a client that drops it would get a fresh
+            # RATE_LIMIT: the same limit counts per address too (IP_RATE_LIMIT overrides it).
+            self.per_address = self.per_user
         self.code_guesses = parse(settings.access_code_attempts)  # ACCESS_CODE_ATTEMPTS
 
     def hit(self, items: list[RateLimitItem], *keys: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from ..errors import ApiError
-from ..identity import current_user_id
+from ..identity import known_user_id, owner_or
 from ..serialize import conversation_json, message_json
 from ..services import services
 from ..validation import check_storable, parse_settings, read_json_object, refuse_locked_system
@@ -27,13 +27,14 @@ def models():
 
 @bp.get("/conversations")
 def list_conversations():
-    conversations = services().store.list_conversations(current_user_id())
+    user_id = known_user_id()
+    conversations = services().store.list_conversations(user_id) if user_id else []
     return jsonify({"conversations": [conversation_json(c) for c in conversations]})
 
 
 @bp.get("/conversations/<id:conversation_id>")
 def get_conversation(conversation_id: str):
-    store, user_id = services().store, current_user_id()
+    store, user_id = services().store, owner_or(_not_found())
     conversation = store.get_conversation(user_id, conversation_id)
     messages = store.conversation_messages(user_id, conversation_id) if conversation else None
     if conversation is None or messages is None:
@@ -45,7 +46,7 @@ def get_conversation(conversation_id: str):
 @bp.patch("/conversations/<id:conversation_id>")
 def update_conversation(conversation_id: str):
     """Rename, and/or change the per-conversation settings (``{"settings": {...}}``)."""
-    app, user_id = services(), current_user_id()
+    app, user_id = services(), owner_or(_not_found())
     body = read_json_object(request)
     title = body.get("title")
     if title is not None and (not isinstance(title, str) or not title.strip()):
@@ -69,10 +70,11 @@ def update_conversation(conversation_id: str):
 
 @bp.delete("/conversations/<id:conversation_id>")
 def delete_conversation(conversation_id: str):
-    if not services().store.delete_conversation(current_user_id(), conversation_id):
+    if not services().store.delete_conversation(owner_or(_not_found()), conversation_id):
         raise _not_found()
     return "", 204
 
 
 def _not_found() -> ApiError:
     return ApiError(404, "conversation_not_found", "No such conversation.")
+

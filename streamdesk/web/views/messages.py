@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from ..errors import ApiError
-from ..identity import current_user_id
+from ..identity import owner_or
 from ..services import services
 from ..sse import event_stream
 from ..validation import read_json_object
@@ -24,7 +24,7 @@ MAX_EVENT_ID = 2**53  # ids are positions in a reply: anything larger is not one
 
 @bp.get("/<id:message_id>/events")
 def follow(message_id: str):
-    events = services().replies.follow(current_user_id(), message_id, _after())
+    events = services().replies.follow(owner_or(_not_found()), message_id, _after())
     if events is None:
         raise _not_found()
     return Response(event_stream(events), mimetype="text/event-stream", headers=STREAM_HEADERS)
@@ -33,7 +33,7 @@ def follow(message_id: str):
 @bp.post("/<id:message_id>/stop")
 def stop(message_id: str):
     read_json_object(request)  # like every state change: JSON only, so no plain form can post it
-    reply = services().replies.stop(current_user_id(), message_id)
+    reply = services().replies.stop(owner_or(_not_found()), message_id)
     if reply is None:
         raise _not_found()
     return jsonify({"id": reply.id, "status": reply.status})
@@ -46,6 +46,7 @@ def _after() -> int:
         raise ApiError(400, "invalid_event_id",
                        "Last-Event-ID (or 'after') must be an event id of this reply.")
     return int(raw)
+
 
 
 def _not_found() -> ApiError:
