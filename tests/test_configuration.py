@@ -39,7 +39,9 @@ def test_session_cookie_is_secure_when_configured(tmp_path):
     # (Without the setting it is not: tests/test_app_http.py.)
     server = AppServer({"SESSION_COOKIE_SECURE": "1"}, tmp_path).start()
     try:
-        cookie = requests.get(f"{server.url}/api/conversations", timeout=10).headers["Set-Cookie"]
+        with requests.post(f"{server.url}/chat", json={"message": "hi"}, stream=True,
+                           timeout=10) as first_message:  # a visitor's session starts here
+            cookie = first_message.headers["Set-Cookie"]
     finally:
         server.stop()
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "; Secure" in cookie
