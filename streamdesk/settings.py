@@ -36,6 +36,7 @@ class Settings:
     redis_url: str | None
     max_message_chars: int
     max_body_bytes: int
+    body_timeout_seconds: float  # a request body must arrive whole within this
     heartbeat_seconds: float
     save_interval_seconds: float
     max_reply_seconds: float  # a reply still running after this long is ended (interrupted)
@@ -75,6 +76,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         redis_url=env.get("REDIS_URL") or None,
         max_message_chars=_integer(env, "MAX_MESSAGE_CHARS", 32_000, 1),
         max_body_bytes=_integer(env, "MAX_BODY_BYTES", 1_048_576, 1024),
+        body_timeout_seconds=_number(env, "BODY_TIMEOUT_SECONDS", 30.0, 0.1, 3600.0),
         heartbeat_seconds=_number(env, "HEARTBEAT_SECONDS", 10.0, 0.05, 15.0),
         save_interval_seconds=_number(env, "SAVE_INTERVAL_SECONDS", 1.0, 0.0, 60.0),
         max_reply_seconds=_number(env, "MAX_REPLY_SECONDS", 600.0, 1.0, 86_400.0),

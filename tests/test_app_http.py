@@ -272,3 +272,43 @@ def test_requests_the_server_cannot_read_get_json_errors_too(app_server, raw, st
     assert head.split(b"\r\n")[0].split()[1] == str(status).encode()
     assert b"Content-Type: application/json" in head
     assert json.loads(body)["error"]["code"] == code
+
+
+@pytest.fixture(scope="module")
+def impatient_server(tmp_path_factory):
+    server = AppServer({"BODY_TIMEOUT_SECONDS": "1"}, tmp_path_factory.mktemp("impatient")).start()
+    yield server
+    server.stop()
+    server.assert_clean_log()
+
+
+def trickle(server, start: bytes) -> socket.socket:
+    """A client that sends the start of a request and then nothing more."""
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=15)  # a failure's limit
+    connection.sendall(start)
+    return connection
+
+
+def test_a_body_that_does_not_arrive_in_time_is_refused_and_the_server_goes_on(
+        impatient_server):
+    slow = [trickle(impatient_server, b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                    b"application/json\r\nContent-Length: 100\r\n\r\n{\"mess")
+            for _ in range(60)]
+    started = time.monotonic()
+    assert requests.get(f"{impatient_server.url}/healthz", timeout=5).status_code == 200
+    for connection in slow:
+        head, _, body = connection.makefile("rb").read().partition(b"\r\n\r\n")
+        assert head.split()[1] == b"408", head
+        assert json.loads(body)["error"]["code"] == "body_too_slow"
+        connection.close()
+    assert time.monotonic() - started < 10  # BODY_TIMEOUT_SECONDS=1, not the clients' pace
+
+
+def test_headers_that_do_not_arrive_in_time_end_the_connection(impatient_server):
+    # gunicorn's keepalive (5 s, gunicorn.conf.py) bounds the wait for a request's headers.
+    connection = trickle(impatient_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    started = time.monotonic()
+    assert connection.recv(1024) == b""  # closed by the server, nothing answered
+    assert time.monotonic() - started < 10
+    connection.close()

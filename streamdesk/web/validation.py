@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 import re
 
+import gevent
 from flask import Request
 from werkzeug.routing import BaseConverter
 
 from ..chat.turn import TurnRequest
 from .errors import ApiError
+from .services import services
 
 MAX_TOKENS_LIMIT = 131_072
 TEMPERATURE_RANGE = (0.0, 2.0)
@@ -25,10 +27,16 @@ class RecordId(BaseConverter):
 
 
 def read_json_object(request: Request) -> dict:
-    """The body as a JSON object, or the right 4xx: 415 not JSON, 413 too large, 400 bad JSON."""
+    """The body as a JSON object, or the right 4xx: 415 not JSON, 413 too large, 408 too slow
+    (not whole within BODY_TIMEOUT_SECONDS: a client trickling it would hold its connection
+    for ever; headers are bounded by gunicorn's keepalive), 400 bad JSON."""
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
-    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    raw = None
+    with gevent.Timeout(services().settings.body_timeout_seconds, False):
+        raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    if raw is None:
+        raise ApiError(408, "body_too_slow", "The request body did not arrive in time.")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
