@@ -31,6 +31,7 @@ the behaviour, so one server can back both the provider tests and the app under 
   flood                    deltas of FLOOD_PIECE written without pause until the client leaves
   unchunked                a body neither chunked nor of known length (it ends when the server
                            closes): one delta, silence until released, then the rest
+  malformed                one delta, then an event whose data is not JSON
 """
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.disconnected_at = self.server.disconnected_at or time.monotonic()
             self.server.disconnected.set()
             self.close_connection = True
-        if model in ("cut", "stall", "midstream-error"):
+        if model in ("cut", "stall", "midstream-error", "malformed"):
             self.close_connection = True  # these end without a well-formed response
 
     # -- behaviours -----------------------------------------------------------------------
@@ -179,6 +180,9 @@ class _Handler(BaseHTTPRequestHandler):
                                 done=True)
         if model == "hard-framing":
             return self._hard_framing()
+        if model == "malformed":
+            self._events([chunk({"content": "partial "})])
+            return self._send(b"data: {this is not json\n\n")
         if model == "split-crlf":
             return self._split_crlf()
         if model == "split-crlf-error":
