@@ -13,13 +13,15 @@ from __future__ import annotations
 import re
 
 REPLACEMENT = "\ufffd"
-_SUSPECT = re.compile("[\x00\ud800-\udfff]")
+# What no database keeps (PostgreSQL refuses NUL in text) and no encoding writes (a surrogate
+# that pairs with nothing). The web layer refuses it in requests (web/validation.py).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def storable(text: str) -> str:
     """``text`` with NUL and surrogates that do not pair replaced (for whole strings, such as an
     upstream's error message)."""
-    if not _SUSPECT.search(text):
+    if not UNSTORABLE.search(text):
         return text
     # Through UTF-16: a valid pair becomes its character, a lone surrogate U+FFFD.
     text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
@@ -39,7 +41,7 @@ class PieceCleaner:
         per-chunk path: one regular-expression search for ordinary text."""
         if self._held:
             piece, self._held = self._held + piece, ""
-        elif not _SUSPECT.search(piece):
+        elif not UNSTORABLE.search(piece):
             return piece
         if "\ud800" <= piece[-1] <= "\udbff":
             piece, self._held = piece[:-1], piece[-1]

@@ -50,11 +50,16 @@ def client_address() -> str:
 
 
 def _is_trusted_proxy(address: str) -> bool:
+    return address_in(address, services().settings.trusted_proxies)
+
+
+def address_in(address: str, networks: tuple) -> bool:
+    """Whether ``address`` (as a request gives it) is in one of the ``ipaddress`` networks."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(ip in network for network in services().settings.trusted_proxies)
+    return any(ip in network for network in networks)
 
 
 def resolve_identity() -> None:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import re
 
 import gevent
 from flask import Request
 from werkzeug.routing import BaseConverter
 
+from ..chat.model_text import UNSTORABLE
 from ..chat.turn import TurnRequest
 from .errors import ApiError
 from .services import services
@@ -15,9 +15,6 @@ from .services import services
 MAX_TOKENS_LIMIT = 131_072
 TEMPERATURE_RANGE = (0.0, 2.0)
 ID_LENGTH = 32
-# What no database column takes (PostgreSQL refuses NUL in text) and no encoding writes (a
-# surrogate that pairs with nothing, which JSON's \\uD800 escapes can carry).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class RecordId(BaseConverter):
@@ -93,7 +90,7 @@ def _optional_string(body: dict, field: str, limit: int) -> str | None:
 
 
 def check_storable(text: str, field: str) -> None:
-    if _UNSTORABLE.search(text):
+    if UNSTORABLE.search(text):  # JSON carries them as \u0000 and \uD800 escapes
         raise ApiError(400, f"invalid_{field}", f"'{field}' contains a character that cannot be "
                        "kept (U+0000, or half of a surrogate pair).")
 

@@ -4,7 +4,6 @@ nobody else's business: with METRICS_ALLOWED_FROM set only those addresses may r
 (``identity.client_address``: behind trusted proxies, the forwarded client)."""
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable
 from functools import wraps
@@ -13,7 +12,7 @@ from flask import Blueprint, Response, jsonify
 
 from ... import metrics
 from ..errors import ApiError
-from ..identity import client_address
+from ..identity import address_in, client_address
 from ..policies import no_identity
 from ..services import services
 
@@ -32,18 +31,10 @@ def operators_only(view: Callable) -> Callable:
     @wraps(view)
     def checked(*args, **kwargs):
         allowed = services().settings.metrics_allowed_from
-        if allowed and not _address_in(client_address(), allowed):
+        if allowed and not address_in(client_address(), allowed):
             raise ApiError(403, "forbidden", "Only the operator's monitoring may read this.")
         return view(*args, **kwargs)
     return checked
-
-
-def _address_in(address: str, networks: tuple) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
 
 
 @bp.get("/readyz")
