@@ -9,7 +9,7 @@ from sqlalchemy import event as db_events
 
 from providers import ChatRequest, Chunk, Message, Usage
 from providers.errors import BadRequestError, StreamInterruptedError
-from streamdesk.chat.bus import DatabaseBus
+from streamdesk.chat.bus import DatabaseBus, RedisBus
 from streamdesk.chat.events import HEARTBEAT, Delta, Done, Failed, Meta, UsageReport
 from streamdesk.chat.observer import ReplyObserver
 from streamdesk.chat.replies import Replies, ReplyPolicy
@@ -343,3 +343,29 @@ def test_a_follower_notices_the_writer_died_and_the_reply_reads_interrupted(stor
     assert [type(e).__name__ for _, e in followed][-2:] == ["Failed", "Done"]
     assert followed[-2][1].code == "interrupted"
     assert store.reply("alice", message_id).status is ReplyStatus.INTERRUPTED
+
+
+def test_with_redis_each_reply_is_one_capped_stream_that_expires_after_done(store, fake,
+                                                                          redis_url,
+                                                                          monkeypatch):
+    import redis
+    client = redis.from_url(redis_url)
+    client.flushdb()
+    # Redis trims in whole nodes of ~100 entries (approximate MAXLEN): a small cap and a long
+    # reply show the trimming.
+    monkeypatch.setattr(RedisBus, "STREAM_LENGTH", 10)
+    # Stop requests are not this test's; their listener's blocking read would stall this
+    # process, which gevent has not patched (the app's workers are).
+    monkeypatch.setattr(RedisBus, "_listen_for_stops", lambda self: None)
+    bus = RedisBus(store, 10.0, client)
+    replies = Replies(store, bus, ReplyPolicy(save_interval_seconds=0.0))
+    fake.enqueue(["w "] * 600)
+    live = begin(store, replies, fake)
+    events = events_of(replies.follow_live("alice", live))
+    assert type(events[-1][1]) is Done
+    bus._flusher.join()  # the last batch of events is in Redis
+    assert client.keys("streamdesk:reply:*") == [f"streamdesk:reply:{live.message_id}".encode()]
+    key = RedisBus.STREAM.format(live.message_id)
+    assert client.xlen(key) < 300  # 600 pieces and more were written; the oldest trimmed
+    assert client.xrevrange(key, count=1)[0][0] == f"{events[-1][0]}-0".encode()  # done kept
+    assert 0 < client.ttl(key) <= RedisBus.KEEP_AFTER_DONE_SECONDS
