@@ -34,9 +34,34 @@ def error(code: int, message: str = "scripted error", content_type: str = "appli
             "status": status}
 
 
-def reply(*pieces: str, crlf: bool = False, truncated: bool = False) -> dict:
+def reply(*pieces: str, crlf: bool = False, truncated: bool = False,
+          escaped: bool = False) -> dict:
+    """A whole reply, each event cut in two writes (see ``_split``). ``escaped``: JSON with
+    ``\\uXXXX`` escapes for everything beyond ASCII, so a piece may end in half a surrogate
+    pair, as JSON allows and some servers send."""
     return {"kind": "reply", "pieces": pieces or DEFAULT_REPLY, "crlf": crlf,
-            "truncated": truncated}
+            "truncated": truncated, "escaped": escaped}
+
+
+def paused(first: tuple[str, ...], rest: tuple[str, ...], resume: threading.Event) -> dict:
+    """The ``first`` pieces, then nothing until ``resume`` is set, then ``rest`` and the end."""
+    return {"kind": "paused", "first": first, "rest": rest, "resume": resume}
+
+
+def hold() -> dict:
+    """Read the request, then send nothing at all (not even headers) until the client leaves."""
+    return {"kind": "hold"}
+
+
+def malformed(*pieces: str) -> dict:
+    """Some pieces, then a data line that is not JSON."""
+    return {"kind": "malformed", "pieces": pieces or ("半句",)}
+
+
+def midstream_error(code: int, message: str, *pieces: str) -> dict:
+    """Some pieces, then an ``error_code`` event in the stream, as Baidu ends a failed reply."""
+    return {"kind": "midstream_error", "code": code, "message": message,
+            "pieces": pieces or ("半句",)}
 
 
 def refuse() -> dict:
@@ -239,10 +264,39 @@ class _Handler(BaseHTTPRequestHandler):
             end = index == len(pieces) - 1
             completion = sum(len(p) for p in pieces[:index + 1])
             event = _event(index, piece, end, newline, is_truncated=end and answer["truncated"],
+                           escaped=answer["escaped"],
                            usage={"prompt_tokens": prompt, "completion_tokens": completion,
                                   "total_tokens": prompt + completion})
             for part in _split(event):
                 self._write(part)
+        self._end_stream()
+
+    def _answer_paused(self, answer: dict, body: dict) -> None:
+        self._start_stream()
+        pieces = answer["first"] + answer["rest"]
+        for index, piece in enumerate(pieces):
+            if index == len(answer["first"]):
+                answer["resume"].wait(30)
+            self._write(_event(index, piece, index == len(pieces) - 1, "\n"))
+        self._end_stream()
+
+    def _answer_hold(self, answer: dict, body: dict) -> None:
+        self.rfile.read(1)  # returns when the client closes its connection
+        self.close_connection = True
+
+    def _answer_malformed(self, answer: dict, body: dict) -> None:
+        self._start_stream()
+        for index, piece in enumerate(answer["pieces"]):
+            self._write(_event(index, piece, False, "\n"))
+        self._write(b'data: {"id": "as-standin", "result": \n\n')
+        self._end_stream()
+
+    def _answer_midstream_error(self, answer: dict, body: dict) -> None:
+        self._start_stream()
+        for index, piece in enumerate(answer["pieces"]):
+            self._write(_event(index, piece, False, "\n"))
+        error = {"error_code": answer["code"], "error_msg": answer["message"]}
+        self._write(f"data: {json.dumps(error)}\n\n".encode())
         self._end_stream()
 
     def _answer_refuse(self, answer: dict, body: dict) -> None:
@@ -305,12 +359,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Gone from None
 
 
-def _event(index: int, result: str, is_end: bool, newline: str, **extra) -> bytes:
+def _event(index: int, result: str, is_end: bool, newline: str, escaped: bool = False,
+           **extra) -> bytes:
     payload = {"id": "as-standin", "object": "chat.completion", "created": 1700000000,
                "sentence_id": index, "is_end": is_end, "is_truncated": False, "result": result,
                "need_clear_history": False, "finish_reason": "normal"}
     payload.update(extra)
-    return f"data: {json.dumps(payload, ensure_ascii=False)}{newline}{newline}".encode()
+    return f"data: {json.dumps(payload, ensure_ascii=escaped)}{newline}{newline}".encode()
 
 
 def _split(event: bytes) -> list[bytes]:

@@ -3,7 +3,8 @@
 It authenticates the handshake as the service does (HMAC-SHA256 over host, date and request
 line, recomputed here with the known secret; a date more than 300 s from its own clock is
 refused with 403), validates the request frame, then answers as scripted: frames with status
-0/1/2 and usage, a frame error, a handshake refusal, a stall, a drop or silence. Unscripted
+0/1/2 and usage, a frame error, a handshake refusal, a stall, a drop, silence, a malformed
+frame, a pause until the test resumes it, or messages split over continuation frames. Unscripted
 connections get an echo of the last question. It records the request frames and how each
 connection ended, so tests can see a client hang up mid-reply.
 """
@@ -41,6 +42,29 @@ class Reply:
     pieces: tuple[str, ...] = ("Hello", ", ", "world")
     reasoning: tuple[str, ...] = ()  # sent before the pieces, as X1 does
     server_closes: bool = True  # False: wait for the client to close after the last frame
+    escaped: bool = False  # JSON \\uXXXX escapes: a piece may end in half a surrogate pair
+
+
+@dataclass(frozen=True)
+class Fragmented:
+    """A reply whose every message goes out as two frames (text, then continuation), cut
+    between a CR and its LF (``at="crlf"``: the JSON has CRLF whitespace, and the handshake
+    answer is written in two parts cut the same way) or inside a multi-byte character
+    (``at="utf8"``)."""
+    pieces: tuple[str, ...]
+    at: str
+
+
+@dataclass(frozen=True)
+class Paused:
+    first: tuple[str, ...]
+    rest: tuple[str, ...]
+    resume: threading.Event  # the rest is sent once it is set
+
+
+@dataclass(frozen=True)
+class Malformed:
+    pieces: tuple[str, ...] = ("Half a",)  # then a text frame that is not JSON
 
 
 @dataclass(frozen=True)
@@ -221,8 +245,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Upgrade", "websocket")
         self.send_header("Connection", "Upgrade")
         self.send_header("Sec-WebSocket-Accept", accept)
-        self.end_headers()
-        ws = _Frames(self.rfile, self.wfile)
+        if isinstance(step, Fragmented) and step.at == "crlf":
+            head = b"".join(self._headers_buffer) + b"\r\n"
+            self._headers_buffer = []
+            cut = head.index(b"\r\n") + 1
+            for part in (head[:cut], head[cut:]):  # two writes, the CR in one, the LF in the other
+                self.wfile.write(part)
+                self.wfile.flush()
+        else:
+            self.end_headers()
+        ws = _Frames(self.rfile, self.wfile, fragment_at=getattr(step, "at", None))
         message = ws.read_message()
         if message is None:
             return "client closed before the request"
@@ -255,7 +287,18 @@ class _Handler(BaseHTTPRequestHandler):
                                      "sid": "cht000test", "status": 2}})
             ws.close()
             return "server closed after an error"
+        if isinstance(step, Paused):
+            ws.send_pieces(step.first, last=False)
+            step.resume.wait(30)
+            ws.send_pieces(step.rest, last=True)
+            ws.close()
+            return "server closed after the reply"
+        if isinstance(step, Fragmented):
+            ws.send_pieces(step.pieces, last=True)
+            ws.close()
+            return "server closed after the reply"
         if isinstance(step, Reply):
+            ws.escaped = step.escaped
             ws.send_pieces(step.reasoning, last=False, field="reasoning_content")
             ws.send_pieces(step.pieces, last=True)
             if step.server_closes:
@@ -268,20 +311,25 @@ class _Handler(BaseHTTPRequestHandler):
             return "server dropped mid-reply"
         if isinstance(step, Stall):
             ws.send_pieces(step.pieces, last=False)
+        if isinstance(step, Malformed):
+            ws.send_pieces(step.pieces, last=False)
+            ws.send(0x1, b'{"header": {"code": 0, "status": 1}, "payload": ')
         return "client closed mid-reply" if ws.wait_for_client_close() else "client never closed"
 
 
 class _Frames:
     """Just enough of RFC 6455 for a server: unmasked frames out, masked frames in."""
 
-    def __init__(self, rfile, wfile):
+    def __init__(self, rfile, wfile, fragment_at: str | None = None):
         self.rfile, self.wfile = rfile, wfile
         self.seq = 0
         self.closed = False
+        self.escaped = False
+        self.fragment_at = fragment_at  # "crlf" or "utf8": each message in two frames
 
-    def send(self, opcode: int, payload: bytes) -> None:
+    def send(self, opcode: int, payload: bytes, final: bool = True) -> None:
         n = len(payload)
-        head = bytes([0x80 | opcode])
+        head = bytes([(0x80 if final else 0) | opcode])
         if n < 126:
             head += bytes([n])
         elif n < 65536:
@@ -291,7 +339,18 @@ class _Frames:
         self.wfile.write(head + payload)
 
     def send_json(self, data: dict) -> None:
-        self.send(0x1, json.dumps(data, ensure_ascii=False).encode("utf-8"))
+        text = json.dumps(data, ensure_ascii=self.escaped)
+        if self.fragment_at == "crlf":
+            text = text.replace(", ", ",\r\n", 1)  # JSON whitespace may be CRLF
+        payload = text.encode("utf-8")
+        if self.fragment_at is None:
+            return self.send(0x1, payload)
+        if self.fragment_at == "crlf":
+            cut = payload.index(b"\r\n") + 1
+        else:  # just after the lead byte of the first multi-byte character
+            cut = next(i for i, byte in enumerate(payload) if byte >= 0xC0) + 1
+        self.send(0x1, payload[:cut], final=False)
+        self.send(0x0, payload[cut:])  # the continuation frame
 
     def send_pieces(self, pieces, last: bool, field: str = "content") -> None:
         for i, piece in enumerate(pieces):
