@@ -55,6 +55,8 @@ class Settings:
     access_code_attempts: str  # wrong access codes per address before a lockout
     ip_rate_limit: str | None
     max_streams_per_user: int
+    # The OpenAI-compatible API on /v1 and the personal keys it is used with (API_KEYS=off)
+    api_keys: bool
     # Hardening
     frame_ancestors: str
     cors_origins: tuple[str, ...]
@@ -92,6 +94,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         access_code_attempts=_rate_limit(env, "ACCESS_CODE_ATTEMPTS") or "5 per 15 minutes",
         ip_rate_limit=_rate_limit(env, "IP_RATE_LIMIT"),
         max_streams_per_user=_integer(env, "MAX_STREAMS_PER_USER", 3, 1),
+        api_keys=_flag(env, "API_KEYS", default=True),
         frame_ancestors=env.get("FRAME_ANCESTORS", "").strip() or "'none'",
         cors_origins=tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",")
                            if o.strip()),
@@ -172,8 +175,10 @@ def _rate_limit(env, name) -> str | None:
     return value
 
 
-def _flag(env, name) -> bool:
-    value = parse_flag(env.get(name, ""))
+def _flag(env, name, default: bool = False) -> bool:
+    if not env.get(name, "").strip():
+        return default
+    value = parse_flag(env[name])
     if value is None:
         raise SettingsError(f"environment variable {name}: must be 1 or 0 (or true/false, "
                             f"yes/no, on/off), not {env[name]!r}")

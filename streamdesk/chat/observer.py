@@ -15,10 +15,11 @@ _NOT_UPSTREAM = {"internal", "server_stopping"}  # our own failures, not the pro
 
 class ReplyObserver:
     def __init__(self, *, provider: str, model_id: str, request_id: str, user: str,
-                 message_id: str, prompt: str | None = None):
+                 message_id: str, prompt: str | None = None, via: str = "page"):
         self.provider, self.model_id = provider, model_id
         self.request_id, self.user, self.message_id = request_id, user, message_id
         self.prompt = prompt  # only when the operator turned content logging on
+        self.via = via  # "page", or "api" for the OpenAI-compatible API
         self.started_at = 0.0
         self.first_token_at: float | None = None
 
@@ -45,7 +46,8 @@ class ReplyObserver:
             metrics.UPSTREAM_ERRORS.labels(self.provider, error_code).inc()
         fields = {
             "request_id": self.request_id, "user": self.user, "message_id": self.message_id,
-            "provider": self.provider, "model": self.model_id, "outcome": status,
+            "provider": self.provider, "model": self.model_id, "via": self.via,
+            "outcome": status,
             "finish_reason": finish_reason, "duration_ms": round(duration * 1000),
             "ttft_ms": round((self.first_token_at - self.started_at) * 1000)
             if self.first_token_at else None,

@@ -1,5 +1,6 @@
 """Where conversations, messages and rate-limit counters are kept (SQLAlchemy, migrated by
 Alembic). ``Store`` is the repository; it returns the frozen records of ``records.py``."""
+from .api_keys import ApiKey, KeyHolder, TooManyKeys
 from .rate_limits import DatabaseLimitStorage
 from .records import (
     Conversation,
@@ -12,5 +13,6 @@ from .records import (
 )
 from .repository import Store
 
-__all__ = ["Conversation", "DatabaseLimitStorage", "NewConversation", "ReplyInProgress",
-           "ReplyStatus", "Store", "StoredMessage", "StoredReply", "StreamCapReached"]
+__all__ = ["ApiKey", "Conversation", "DatabaseLimitStorage", "KeyHolder", "NewConversation",
+           "ReplyInProgress", "ReplyStatus", "Store", "StoredMessage", "StoredReply",
+           "StreamCapReached", "TooManyKeys"]

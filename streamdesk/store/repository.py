@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from providers import Message, Usage
 
+from .api_keys import ApiKeys
 from .engine import make_engines
 from .records import (
     STALE_STREAMING_SECONDS,
@@ -44,7 +45,14 @@ from .records import (
 )
 from .schema import migrate
 from .sqlite_lane import SqliteLane
-from .tables import SETTINGS_FIELDS, ConversationRow, MessageRow, ReplyStopRow, now
+from .tables import (
+    SETTINGS_FIELDS,
+    ApiReplyRow,
+    ConversationRow,
+    MessageRow,
+    ReplyStopRow,
+    now,
+)
 
 STOP_REQUESTS_KEPT_SECONDS = 60
 _STOPS_SINCE = "SELECT message_id, requested_at FROM reply_stops WHERE requested_at >= {}"
@@ -80,6 +88,7 @@ class Store:
         qmark = self.engine.dialect.paramstyle == "qmark"
         self._stops_since = _STOPS_SINCE.format("?" if qmark else "%(moment)s")
         self._postgresql = self.engine.dialect.name == "postgresql"
+        self.api_keys = ApiKeys(self.engine, self.writer)
         self.lane: SqliteLane | None = None  # see sqlite_lane.py
         if sqlite_lane and self.engine.dialect.name == "sqlite" \
                 and self.engine.url.database not in (None, "", ":memory:"):  # a file
@@ -227,6 +236,30 @@ class Store:
                  "status": ReplyStatus.STREAMING, "model": model, "owner": owner,
                  "stream_index": stream_index}])
 
+    def start_api_reply(self, user_id: str, reply_id: str, max_streams: int) -> None:
+        """Count a reply of the OpenAI-compatible API as being written (it keeps no message
+        row), unless the user already has ``max_streams`` replies, page and API together,
+        being written (``StreamCapReached``): one transaction, as in ``start_turn``."""
+        moment = now()
+        with self.writer.begin() as connection:
+            if self._postgresql:
+                connection.execute(select(_USER_LOCK), {"b_user": user_id})
+            if _count_being_written(connection, user_id, moment) >= max_streams:
+                raise StreamCapReached(max_streams)
+            connection.execute(insert(_API_REPLIES), {"id": reply_id, "user_id": user_id,
+                                                      "updated_at": moment})
+
+    def touch_api_reply(self, reply_id: str) -> None:
+        """Still being written: a row untouched for STALE_STREAMING_SECONDS stops counting
+        (its worker died)."""
+        with self._one_statement() as connection:
+            connection.execute(update(_API_REPLIES).where(_API_REPLIES.c.id == reply_id)
+                               .values(updated_at=now()))
+
+    def end_api_reply(self, reply_id: str) -> None:
+        with self._one_statement() as connection:
+            connection.execute(delete(_API_REPLIES).where(_API_REPLIES.c.id == reply_id))
+
     def active_streams(self, user_id: str) -> int:
         """Replies of this user being written now, on any instance."""
         with self.engine.connect() as connection:
@@ -348,8 +381,14 @@ _INSERT_CONVERSATION_LOCKED = _INSERT_CONVERSATION.returning(_USER_LOCK)
 # the partial index of migration 0003.
 _BEING_WRITTEN = (_MESSAGES.c.status == literal_column("'streaming'"),
                   _MESSAGES.c.updated_at > bindparam("b_fresh"))
-_COUNT_BEING_WRITTEN = (select(func.count()).select_from(_MESSAGES.join(_CONVERSATIONS))
-                        .where(_CONVERSATIONS.c.user_id == bindparam("b_user"), *_BEING_WRITTEN))
+_API_REPLIES = cast(Table, ApiReplyRow.__table__)
+# Page replies and API replies together: MAX_STREAMS_PER_USER counts both.
+_COUNT_BEING_WRITTEN = select(
+    select(func.count()).select_from(_MESSAGES.join(_CONVERSATIONS))
+    .where(_CONVERSATIONS.c.user_id == bindparam("b_user"), *_BEING_WRITTEN).scalar_subquery()
+    + select(func.count()).select_from(_API_REPLIES)
+    .where(_API_REPLIES.c.user_id == bindparam("b_user"),
+           _API_REPLIES.c.updated_at > bindparam("b_fresh")).scalar_subquery())
 _SAVE_PROGRESS = (update(_MESSAGES)
                   .where(_MESSAGES.c.id == bindparam("b_id"),
                          _MESSAGES.c.status == ReplyStatus.STREAMING)

@@ -82,3 +82,24 @@ class ReplyStopRow(Base):
     __tablename__ = "reply_stops"
     message_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     requested_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class ApiKeyRow(Base):
+    """A personal API key (``api_keys.py``): only a hash of the secret is kept."""
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256, hex
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ApiReplyRow(Base):
+    """A reply being written for the OpenAI-compatible API. Such replies are not kept (they
+    are no conversation of the user's): the row exists while one is written, so that the
+    stream cap counts them with the page's, on every instance."""
+    __tablename__ = "api_replies"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)

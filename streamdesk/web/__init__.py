@@ -25,7 +25,7 @@ from . import cli, errors, identity, limits, requests_log, security, session_swe
 from .policies import no_identity
 from .services import Services
 from .validation import RecordId
-from .views import blueprints
+from .views import api_key_blueprints, blueprints
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent  # templates/, static/, node_modules/
 SESSION_LIFETIME_DAYS = 90
@@ -71,7 +71,7 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
     errors.init_app(app)
     cli.init_app(app)
     app.url_map.converters["id"] = RecordId
-    for blueprint in blueprints:
+    for blueprint in blueprints + (api_key_blueprints if settings.api_keys else ()):
         app.register_blueprint(blueprint)
     app.add_url_rule("/static/<path:filename>", endpoint="static", view_func=_static_files(app))
     return app

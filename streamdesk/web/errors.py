@@ -1,9 +1,11 @@
-"""Errors are data too: every error answer is ``{"error": {"code", "message"}}``."""
+"""Errors are data too: every error answer is ``{"error": {"code", "message"}}``, and on the
+OpenAI-compatible API (``/v1``) OpenAI's ``{"error": {"message", "type", "param", "code"}}``,
+which its SDKs read."""
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..chat.turn import STREAM_CAP_RETRY_SECONDS, TurnRefused
@@ -18,6 +20,12 @@ _REFUSAL_STATUS = {"conversation_not_found": 404, "message_not_found": 404,
                    "unknown_model": 400, "too_many_streams": 429, "reply_in_progress": 409}
 
 
+OPENAI_PREFIX = "/v1/"
+# OpenAI's error types by status (its SDKs choose the exception class by the status alone).
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                 429: "rate_limit_error"}
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
         super().__init__(message)
@@ -26,7 +34,13 @@ class ApiError(Exception):
 
 
 def json_error(status: int, code: str, message: str):
-    response = jsonify({"error": {"code": code, "message": message}})
+    if request.path.startswith(OPENAI_PREFIX):
+        kind = "server_error" if status >= 500 else _OPENAI_TYPES.get(status,
+                                                                       "invalid_request_error")
+        error = {"message": message, "type": kind, "param": None, "code": code}
+    else:
+        error = {"code": code, "message": message}
+    response = jsonify({"error": error})
     response.status_code = status
     return response
 

@@ -2,9 +2,10 @@
 anonymous user per browser (docs/helpdesk.md).
 
 ``resolve_identity`` runs before every request. The session only identifies the user; history
-lives in the store under the user id. Everything here happens in the view, before a streamed
-response starts: Flask saves the session when the headers go out, so a generator must never
-write to it.
+lives in the store under the user id. On ``/v1`` the user is the holder of the personal API
+key the request carries, and the session is not read. Everything here happens in the view,
+before a streamed response starts: Flask saves the session when the headers go out, so a
+generator must never write to it.
 """
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ def resolve_identity() -> None:
     access = access_of_current_view()
     if access is Access.NO_IDENTITY:
         return
+    if access is Access.API_KEY:
+        g.user_id = _api_key_holder()
+        return
     if settings.trusted_user_header:
         name = request.headers.get(settings.trusted_user_header, "").strip()
         if name and _is_trusted_proxy(request.remote_addr or ""):
@@ -95,6 +99,19 @@ def resolve_identity() -> None:
         raise ApiError(401, "access_code_required", "Enter the access code to use this chat.")
     raise ApiError(401, "sign_in_required",
                    "Sign in through your company's portal to use this chat.")
+
+
+def _api_key_holder() -> str:
+    """The user whose personal key the request carries (``Authorization: Bearer sd-...``)."""
+    scheme, _, secret = request.headers.get("Authorization", "").strip().partition(" ")
+    holder = None
+    if scheme.lower() == "bearer" and secret.strip():
+        holder = services().store.api_keys.holder(secret.strip())
+    if holder is None:
+        raise ApiError(401, "invalid_api_key",
+                       "Missing, unknown or revoked API key. Make one in the chat page's "
+                       "settings and send it as 'Authorization: Bearer sd-...'.")
+    return holder.user_id
 
 
 def sso_name(header: str) -> str:

@@ -4,7 +4,9 @@ Every route needs a signed-in user (or, with no sign-in configured, the anonymou
 browser) unless it says otherwise:
 
 * ``@public``: reachable before signing in (the page itself, signing in);
-* ``@no_identity``: files and probes, which need to know nobody.
+* ``@no_identity``: files and probes, which need to know nobody;
+* ``@api_key_only``: the OpenAI-compatible API, for a personal API key and nothing else (the
+  session cookie is not read, so a page's session can never be used through it cross-site).
 
 ``identity.resolve_identity`` reads the mark of the view a request was routed to.
 """
@@ -23,6 +25,7 @@ class Access(enum.Enum):
     SIGNED_IN = "signed in"
     PUBLIC = "public"
     NO_IDENTITY = "no identity"
+    API_KEY = "API key"
 
 
 def public(view: View) -> View:
@@ -32,6 +35,11 @@ def public(view: View) -> View:
 
 def no_identity(view: View) -> View:
     view.access = Access.NO_IDENTITY  # type: ignore[attr-defined]
+    return view
+
+
+def api_key_only(view: View) -> View:
+    view.access = Access.API_KEY  # type: ignore[attr-defined]
     return view
 
 

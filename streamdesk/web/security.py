@@ -17,12 +17,14 @@ from urllib.parse import urlsplit
 from flask import Flask, make_response, request
 
 from ..settings import Settings
-from .errors import ApiError
+from .errors import OPENAI_PREFIX, ApiError
 from .policies import Access, access_of_current_view
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 CORS_METHODS = "GET, POST, PATCH, DELETE"
 CORS_HEADERS = "Content-Type, X-Request-ID"
+# The OpenAI-compatible API is called with a key, never with cookies (docs/api.md).
+OPENAI_CORS_HEADERS = "Authorization, Content-Type, X-Request-ID"
 
 
 def content_security_policy(frame_ancestors: str) -> str:
@@ -73,7 +75,8 @@ def init_app(app: Flask, settings: Settings) -> None:
         origin = request.headers.get("Origin")
         if origin in allowed_origins:
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Credentials"] = "true"
+            if not request.path.startswith(OPENAI_PREFIX):
+                response.headers["Access-Control-Allow-Credentials"] = "true"
             response.headers.add("Vary", "Origin")
         return response
 
@@ -89,6 +92,7 @@ def _host_name(host: str) -> str | None:
 def _preflight():
     preflight = make_response("", 204)
     preflight.headers["Access-Control-Allow-Methods"] = CORS_METHODS
-    preflight.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+    preflight.headers["Access-Control-Allow-Headers"] = (
+        OPENAI_CORS_HEADERS if request.path.startswith(OPENAI_PREFIX) else CORS_HEADERS)
     preflight.headers["Access-Control-Max-Age"] = "600"
     return preflight

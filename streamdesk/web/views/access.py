@@ -25,6 +25,7 @@ def session_info():
                  "name": g.user_id.removeprefix("sso:") if kind == "sso" else None},
         "access_code_required": bool(settings.access_code) and not signed_in,
         "system_prompt_locked": settings.lock_system_prompt,
+        "api_keys": settings.api_keys,
     })
 
 

@@ -1,0 +1,104 @@
+"""The OpenAI-compatible API: ``GET /v1/models`` and ``POST /v1/chat/completions``.
+
+Who may call: the holder of a personal API key (``Authorization: Bearer sd-...``), acting as
+the user who made it; cookies are not read here (``policies.api_key_only``). Registered only
+while API_KEYS is on. Every configured model is offered under the ids the page shows, with
+the page's rules: the operator's system prompt, RATE_LIMIT and the stream cap (counted with
+the page's messages), MAX_REPLY_CHARS and MAX_REPLY_SECONDS. Calls are not conversations: they
+are not kept, and are counted in the metrics and the reply log (``"via": "api"``).
+
+An upstream failure before the first piece is an HTTP error with the status OpenAI clients
+expect; after it, an error event ends the stream (``openai_wire.py``). A caller that closes
+the stream stops the upstream at once, even while it is silent (``disconnect.py``).
+"""
+from __future__ import annotations
+
+import itertools
+
+from flask import Blueprint, Response, jsonify, request
+
+from ...chat.api_turn import ApiReply, prepare_api_turn
+from ...chat.events import Failed
+from ...chat.observer import ReplyObserver
+from ...chat.turn import STREAM_CAP_RETRY_SECONDS, OperatorRules, TurnRefused
+from ...logs import hash_user
+from ...store import StreamCapReached
+from ...store.tables import new_id
+from ..disconnect import stop_when_gone
+from ..errors import ApiError
+from ..identity import current_user_id
+from ..limits import limit_messages
+from ..openai_input import parse_completion_request
+from ..openai_wire import Completion
+from ..policies import api_key_only
+from ..requests_log import current_request_id
+from ..services import services
+from ..validation import read_json_object, refuse_locked_system
+from .chat import STREAM_HEADERS
+
+bp = Blueprint("openai_api", __name__, url_prefix="/v1")
+
+# The status of an upstream failure before the first piece, by our error code; others 502.
+_STATUS_BEFORE_FIRST_PIECE = {"rate_limited": 429, "upstream_unavailable": 503, "timeout": 504,
+                              "bad_request": 400, "context_length": 400,
+                              "content_refused": 400}
+
+
+@bp.get("/models")
+@api_key_only
+def list_models():
+    return jsonify({"object": "list", "data": [
+        {"id": model.id, "object": "model", "created": 0, "owned_by": model.provider}
+        for model in services().registry.models()]})
+
+
+@bp.post("/chat/completions")
+@api_key_only
+@limit_messages
+def chat_completions():
+    app = services()
+    settings = app.settings
+    asked = parse_completion_request(read_json_object(request), settings.max_message_chars)
+    refuse_locked_system({"system": asked.turn.system}, settings.lock_system_prompt)
+    user_id = current_user_id()
+    try:
+        turn = prepare_api_turn(asked.turn, registry=app.registry, rules=OperatorRules(
+            settings.system_prompt, settings.lock_system_prompt))
+    except TurnRefused as refusal:  # the only refusal: a model that is not configured
+        raise ApiError(404, "model_not_found", refusal.message) from None
+    reply_id = new_id()
+    try:
+        app.store.start_api_reply(user_id, reply_id, settings.max_streams_per_user)
+    except StreamCapReached:
+        raise ApiError(429, "too_many_streams",
+                       f"You already have {settings.max_streams_per_user} replies being "
+                       "written. Wait for one to finish.",
+                       retry_after=STREAM_CAP_RETRY_SECONDS) from None
+    reply = ApiReply(turn, reply_id, app.store, ReplyObserver(
+        provider=turn.provider.name, model_id=turn.model_id, request_id=current_request_id(),
+        user=hash_user(user_id, settings.secret_key), message_id=reply_id, via="api",
+        prompt=asked.turn.messages[-1].content if settings.log_content else None),
+        max_chars=settings.max_reply_chars, time_limit_seconds=settings.max_reply_seconds)
+    events = reply.events()
+    first = next(events)  # the upstream's first piece, or its failure
+    if isinstance(first, Failed):
+        events.close()
+        raise _failed_before_first_piece(first)
+    completion = Completion(turn.model_id)
+    events = itertools.chain((first,), events)
+    if not asked.stream:  # nothing is sent before the end: any failure is an HTTP error
+        collected = list(events)
+        failure = next((event for event in collected if isinstance(event, Failed)), None)
+        if failure is not None:
+            raise _failed_before_first_piece(failure)
+        return jsonify(completion.whole(collected))
+    body = stop_when_gone(completion.stream(events, asked.include_usage),
+                          request.environ.get("gunicorn.socket"), reply.client_gone)
+    return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
+
+
+def _failed_before_first_piece(failure: Failed) -> ApiError:
+    """The HTTP error for a failure before anything was sent."""
+    status = _STATUS_BEFORE_FIRST_PIECE.get(failure.code, 502)
+    retry_after = STREAM_CAP_RETRY_SECONDS if status in (429, 503) else None
+    return ApiError(status, failure.code, failure.message, retry_after=retry_after)
