@@ -107,3 +107,43 @@ def test_the_access_code_route_answers_anything_without_a_500(make_app, attempt)
                      ACCESS_CODE_ATTEMPTS="100000 per minute")
     assert_answered_well(client.post("/api/access", data=body(attempt),
                                      content_type="application/json"))
+
+
+TEXT_PART = st.fixed_dictionaries({"type": st.just("text") | TEXT, "text": TEXT | JSON})
+API_MESSAGE = st.fixed_dictionaries({
+    "role": st.sampled_from(["system", "developer", "user", "assistant", "tool"]) | JSON,
+    "content": st.just("hi") | TEXT | JSON | st.lists(TEXT_PART, max_size=3)})
+COMPLETION = st.fixed_dictionaries({
+    "model": st.just("fake/model") | TEXT | JSON,
+    "messages": st.lists(API_MESSAGE, min_size=1, max_size=4) | JSON}, optional={
+    "stream": st.booleans() | JSON,
+    "stream_options": st.fixed_dictionaries({"include_usage": st.booleans() | JSON}) | JSON,
+    "temperature": NUMBERS | JSON, "max_tokens": NUMBERS | JSON,
+    "max_completion_tokens": NUMBERS | JSON, "n": NUMBERS | JSON, "tools": JSON,
+    "tool_choice": JSON, "response_format": JSON, "user": TEXT | JSON})
+
+
+@FUZZ
+@given(request=COMPLETION | JSON)
+def test_the_openai_compatible_api_answers_any_json_without_a_500(make_app, request):
+    client = one_app(make_app)
+    if not hasattr(client, "api_key"):
+        client.api_key = client.post("/api/keys", json={"name": "fuzz"}).json["key"]
+    response = client.post("/v1/chat/completions", data=body(request),
+                           content_type="application/json",
+                           headers={"Authorization": f"Bearer {client.api_key}"})
+    assert_answered_well(response)
+    if response.status_code >= 400:
+        assert isinstance(response.json["error"]["type"], str)
+    elif request.get("stream") is True:
+        assert response.get_data(as_text=True).rstrip().endswith("data: [DONE]")
+
+
+@FUZZ
+@given(key=URL_ID, made=st.fixed_dictionaries({}, optional={"name": TEXT | JSON}) | JSON)
+def test_the_key_routes_answer_anything_without_a_500(make_app, key, made):
+    client = one_app(make_app)
+    assert_answered_well(client.post("/api/keys", data=body(made),
+                                     content_type="application/json"))
+    assert_answered_well(client.get("/api/keys"))
+    assert_answered_well(client.delete(f"/api/keys/{quote(key, safe='%')}"))

@@ -84,6 +84,8 @@ def _messages(value, max_chars: int) -> tuple[str | None, list[Message]]:
         if not isinstance(message, dict):
             raise _invalid("messages", f"{where} must be an object.")
         role = message.get("role")
+        if not isinstance(role, str):
+            raise _invalid("messages", f"{where}.role must be system, user or assistant.")
         if role in ("tool", "function") or message.get("tool_calls"):
             raise _unsupported("messages", f"{where}: this server does not offer tools.")
         if role not in _SYSTEM_ROLES and role not in ("user", "assistant"):
