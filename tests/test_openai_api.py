@@ -3,6 +3,7 @@ app under gunicorn as the Procfile starts it, with every kind of provider behind
 stand-in (OpenAI-compatible, ERNIE, Spark) and the demo model."""
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -133,11 +134,12 @@ def test_a_thinking_model_streams_its_reasoning_before_the_answer(sdk):
     assert all(not getattr(d, "reasoning_content", None) for d in deltas[first_answer:])
 
 
-def test_ernie_answers_through_the_api(sdk, ernie_standin):
-    ernie_standin.script.append(ernie.reply("你好，", "我是文心。"))
+def test_ernie_answers_through_the_api_with_its_real_finish_reason(sdk, ernie_standin):
+    ernie_standin.script.append(ernie.reply("你好，", "我是文心。", truncated=True))
     completion = sdk.chat.completions.create(model="ernie/completions_pro",
                                              messages=[{"role": "user", "content": "你好"}])
     assert completion.choices[0].message.content == "你好，我是文心。"
+    assert completion.choices[0].finish_reason == "length"  # ERNIE said is_truncated
     assert ernie_standin.chat_requests[-1]["body"]["system"] == "You are the IT helpdesk."
 
 
@@ -160,12 +162,18 @@ def test_a_caller_that_leaves_mid_stream_stops_the_upstream_within_a_second(sdk,
     assert upstream.disconnected_at - closed < 1.0
 
 
-def test_api_calls_are_not_conversations_of_the_user(server):
+def test_api_calls_are_not_conversations_but_are_in_the_reply_log(server):
     browser, made = make_key(server, "script")
-    client(server, made["key"]).chat.completions.create(
-        model="demo/offline", messages=[{"role": "user", "content": "hi"}])
+    completion = client(server, made["key"]).chat.completions.with_raw_response.create(
+        model="demo/offline", messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"X-Request-ID": "req-api-log-1"})
+    assert completion.parse().choices[0].message.content
     assert browser.get(f"{server.url}/api/conversations", timeout=10).json() == \
         {"conversations": []}
+    lines = [json.loads(line) for line in server.log.splitlines()
+             if line.startswith("{") and "req-api-log-1" in line and "reply finished" in line]
+    assert [(e["via"], e["model"], e["outcome"]) for e in lines] == \
+        [("api", "demo/offline", "complete")]
 
 
 # Errors, each as the SDK's own exception ---------------------------------------------------
@@ -363,3 +371,24 @@ def test_api_keys_off_turns_the_api_and_the_keys_off(upstream, tmp_path_factory)
     finally:
         server.stop()
     server.assert_clean_log()
+
+
+@pytest.mark.parametrize("variables, sign_in", [
+    ({"TRUSTED_USER_HEADER": "X-Forwarded-User", "TRUSTED_PROXIES": "127.0.0.1"},
+     lambda page: page.environ_base.update(HTTP_X_FORWARDED_USER="alice")),
+    ({"ACCESS_CODE": "open-sesame"},
+     lambda page: page.post("/api/access", json={"code": "open-sesame"})),
+], ids=["sso", "access-code"])
+def test_a_key_acts_as_its_owner_without_the_sign_in_it_was_made_with(make_app, variables,
+                                                                      sign_in):
+    app = make_app(**variables)
+    page = app.test_client()
+    sign_in(page)
+    key = page.post("/api/keys", json={"name": "ci"}).json["key"]
+    tool = app.test_client()  # no SSO header, no access code, no cookie: only the key
+    assert tool.get("/v1/models").status_code == 401
+    answer = tool.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                       json={"model": "fake/model", "messages": [{"role": "user",
+                                                                  "content": "hi"}]})
+    assert answer.status_code == 200 and answer.json["object"] == "chat.completion"
+    assert [k["name"] for k in page.get("/api/keys").json["keys"]] == ["ci"]
