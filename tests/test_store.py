@@ -152,3 +152,50 @@ def test_the_stream_cap_holds_when_a_users_turns_start_at_once(dialect, new_conv
     assert sorted(outcomes) == ["refused"] * 9 + ["started"] * 3
     assert store.active_streams("alice") == 3
     store.engine.dispose()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_api_replies_and_page_replies_share_the_stream_cap_when_they_start_at_once(
+        dialect, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 'cap.sqlite3'}" if dialect == "sqlite" \
+        else request.getfixturevalue("empty_postgres_database")
+    store = Store(url)
+    store.migrate()
+    conversations = [store.create_conversation("alice", "t", "demo/offline").id
+                     for _ in range(6)]
+    start = threading.Barrier(12)
+    outcomes = []
+
+    def turn(index):
+        start.wait()
+        try:
+            if index % 2:
+                store.start_api_reply("alice", new_id(), max_streams=4)
+            else:
+                start_turn(store, "alice", conversations[index // 2], "q", max_streams=4)
+            outcomes.append("started")
+        except StreamCapReached:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=turn, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["refused"] * 8 + ["started"] * 4
+    assert store.active_streams("alice") == 4
+    assert store.active_streams("bob") == 0
+    store.engine.dispose()
+
+
+def test_an_api_reply_stops_counting_when_it_ends_or_its_worker_died(store):
+    store.start_api_reply("alice", "ended", max_streams=3)
+    store.start_api_reply("alice", "orphan", max_streams=3)
+    store.end_api_reply("ended")
+    assert store.active_streams("alice") == 1
+    with store.writer.begin() as connection:  # its worker died a while ago: never touched
+        connection.exec_driver_sql("UPDATE api_replies SET updated_at = '2020-01-01 00:00:00'")
+    assert store.active_streams("alice") == 0
+    store.start_api_reply("alice", "touched", max_streams=3)
+    store.touch_api_reply("touched")
+    assert store.active_streams("alice") == 1
