@@ -39,6 +39,11 @@ export const updateConversation = (id, changes) =>
   request("PATCH", `/api/conversations/${encodeURIComponent(id)}`, changes);
 export const deleteConversation = (id) => request("DELETE", `/api/conversations/${encodeURIComponent(id)}`);
 
+// Personal API keys (docs/api.md): the secret is in the answer to createKey only, never again.
+export const listKeys = () => request("GET", "/api/keys");
+export const createKey = (name) => request("POST", "/api/keys", { name });
+export const deleteKey = (id) => request("DELETE", `/api/keys/${encodeURIComponent(id)}`);
+
 /** Stop reply `id` wherever it is being written; answers {id, status} once it is saved. */
 export const stopReply = (id) => request("POST", `/api/messages/${encodeURIComponent(id)}/stop`, {});
 

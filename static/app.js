@@ -4,6 +4,7 @@
 
 import { signIn } from "./access.js";
 import * as api from "./api.js";
+import { ApiKeysDialog } from "./apikeys.js";
 import { streamReply } from "./chat.js";
 import { copyText } from "./clipboard.js";
 import { closeMenu, initExportMenu, initLanguageSwitch } from "./controls.js";
@@ -47,6 +48,8 @@ const sidebar = new Sidebar({
   toggle: $("open-sidebar"), close: $("close-sidebar"), scrim: $("scrim"),
 }, { open: openConversation, rename: renameConversation, remove: deleteConversation });
 const settingsDialog = new SettingsDialog($("settings-dialog"), saveSettings);
+const keysDialog = new ApiKeysDialog($("keys-dialog"), $("open-keys"),
+  (texts) => confirmDialog($("confirm-dialog"), texts));
 
 const status = new StatusLine(ui.status);
 const say = (key, args) => status.say(key, args);
@@ -425,6 +428,7 @@ initLanguageSwitch(ui.language);
 async function start() {
   const session = await signIn($("access-dialog"));
   if (session.system_prompt_locked) settingsDialog.lockSystemPrompt();
+  keysDialog.enable(session.api_keys === true);
   const [models, formatted] = await Promise.all([api.listModels(), loadRenderer()]);
   fillModelPicker(ui.model, models);
   if (!formatted) say("status.plain");

@@ -15,6 +15,7 @@ const PATHS = {
   send: "M12 19V5M6 11l6-6 6 6",
   stop: "M7 7h10v10H7z",
   check: "M5 12l5 5 9-10",
+  key: "M21 2l-9.6 9.6M15.5 7.5l2.3 2.3a1 1 0 0 0 1.4 0l2.1-2.1a1 1 0 0 0 0-1.4L19 4M13 15.5a5.5 5.5 0 1 1-11 0a5.5 5.5 0 1 1 11 0z",
 };
 const SVG = "http://www.w3.org/2000/svg";
 

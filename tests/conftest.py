@@ -25,7 +25,8 @@ BIN = Path(sys.executable).parent
 
 _PROVIDER_PREFIXES = ("OPENAI_", "ERNIE_", "SPARK_")
 _APP_VARIABLES = {"STREAMDESK_CONFIG", "DATABASE_URL", "REDIS_URL", "DEFAULT_MODEL", "SECRET_KEY",
-                  "SYSTEM_PROMPT", "LOCK_SYSTEM_PROMPT", "ACCESS_CODE", "RATE_LIMIT"}
+                  "SYSTEM_PROMPT", "LOCK_SYSTEM_PROMPT", "ACCESS_CODE", "RATE_LIMIT",
+                  "API_KEYS"}
 
 
 def free_port() -> int:
