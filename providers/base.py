@@ -68,9 +68,12 @@ class ModelInfo:
     provider: str
     label: str
     context_tokens: int = 8192  # budget for the history sent upstream
+    greeting: str | None = None  # shown in an empty chat, with the starters as buttons
+    starters: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "provider": self.provider, "label": self.label}
+        return {"id": self.id, "provider": self.provider, "label": self.label,
+                "greeting": self.greeting, "starters": list(self.starters)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,8 @@ class ModelEntry:
     label: str = ""
     context_tokens: int = 8192
     system_prompt: str | None = None  # the operator's, for every conversation on this model
+    greeting: str | None = None  # the operator's words to an empty chat
+    starters: tuple[str, ...] = ()  # questions offered as buttons in an empty chat
 
 
 class Provider(abc.ABC):
@@ -94,7 +99,8 @@ class Provider(abc.ABC):
 
     def models(self) -> list[ModelInfo]:
         return [
-            ModelInfo(f"{self.name}/{m.name}", self.name, m.label or m.name, m.context_tokens)
+            ModelInfo(f"{self.name}/{m.name}", self.name, m.label or m.name, m.context_tokens,
+                      m.greeting, m.starters)
             for m in self._models.values()
         ]
 

@@ -14,6 +14,11 @@ from urllib.parse import urlsplit
 from .base import ModelEntry, ProviderSettings
 from .errors import ConfigurationError
 
+# An empty chat's greeting and starter questions (per model, or per table for its models).
+MAX_GREETING = 2000
+MAX_STARTERS = 6
+MAX_STARTER = 200
+
 
 def parse_flag(text: str) -> bool | None:
     """The one reading of an on/off setting, in the TOML file and the environment alike:
@@ -117,6 +122,8 @@ class Options:
         table_prompt = self.settings.options.get("system_prompt")
         if table_prompt is not None and not isinstance(table_prompt, str):
             raise self.fail("system_prompt", "must be text")
+        table_greeting = self._greeting(self.settings.options, "greeting")
+        table_starters = self._starters(self.settings.options, "starters")
         entries = []
         for item in value:
             if isinstance(item, str):
@@ -133,8 +140,28 @@ class Options:
                     or (prompt is not None and not isinstance(prompt, str)):
                 raise self.fail(field, f"model {name!r}: label and system_prompt must be text, "
                                        "context_tokens a whole number")
-            entries.append(ModelEntry(name, label, tokens, prompt or None))
+            greeting = self._greeting(item, field, f"model {name!r}: ")
+            starters = self._starters(item, field, f"model {name!r}: ")
+            entries.append(ModelEntry(
+                name, label, tokens, prompt or None,
+                greeting if "greeting" in item else table_greeting,
+                starters if "starters" in item else table_starters))
         return entries
+
+    def _greeting(self, table: Mapping, field: str, model: str = "") -> str | None:
+        value = table.get("greeting")
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_GREETING):
+            raise self.fail(field, f"{model}greeting must be text of at most {MAX_GREETING} "
+                                   "characters")
+        return value or None
+
+    def _starters(self, table: Mapping, field: str, model: str = "") -> tuple[str, ...]:
+        value = table.get("starters", [])
+        if not isinstance(value, list) or len(value) > MAX_STARTERS or not all(
+                isinstance(s, str) and s.strip() and len(s) <= MAX_STARTER for s in value):
+            raise self.fail(field, f"{model}starters must be a list of at most {MAX_STARTERS} "
+                                   f"questions of 1 to {MAX_STARTER} characters")
+        return tuple(value)
 
 
 def load_config_file(path: str) -> dict[str, ProviderSettings]:

@@ -257,14 +257,12 @@ def _build(options: Options) -> SparkProvider:
         raise options.fail("domain", f"{domain!r} does not match the URL {url!r}, which serves "
                                      f"{version.domain!r}; Spark rejects the mismatch")
     described = BY_DOMAIN.get(domain) or Version(domain, f"Spark {domain}")
-    model = None
-    if options.settings.options.get("models") is not None:
-        entries = options.models(labels={domain: described.label},
-                                 context_tokens={domain: described.context_tokens})
-        if len(entries) != 1 or entries[0].name != domain:
-            raise options.fail("models", f"must list exactly this table's domain {domain!r} "
-                                         "(one table per Spark version)")
-        model = entries[0]
+    entries = options.models(default=[domain], labels={domain: described.label},
+                             context_tokens={domain: described.context_tokens})
+    if len(entries) != 1 or entries[0].name != domain:
+        raise options.fail("models", f"must list exactly this table's domain {domain!r} "
+                                     "(one table per Spark version)")
+    model = entries[0]
     return SparkProvider(
         options.settings.name, url=url, domain=domain, model=model,
         app_id=options.secret("app_id"), api_key=options.secret("api_key"),

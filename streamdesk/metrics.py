@@ -36,6 +36,8 @@ TOKENS = Counter("streamdesk_tokens_total", "Tokens reported by providers",
                  ["provider", "model", "kind"])
 UPSTREAM_ERRORS = Counter("streamdesk_upstream_errors_total", "Provider errors by stable code",
                           ["provider", "code"])
+FEEDBACK = Counter("streamdesk_feedback_total", "Ratings users gave replies (a change counts "
+                   "again; clearing one takes nothing back)", ["provider", "model", "rating"])
 # streamdesk/loop_lag.py: how late a worker's event loop ran, when 5 ms or more late.
 EVENT_LOOP_LATE = Histogram(
     "streamdesk_event_loop_late_seconds",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from limits import parse_many
 
-from providers.config import parse_flag
+from providers.config import MAX_STARTER, MAX_STARTERS, parse_flag
 
 # ./instance beside app.py, as Flask would choose it.
 DEFAULT_INSTANCE_PATH = str(Path(__file__).resolve().parent.parent / "instance")
@@ -55,6 +55,9 @@ class Settings:
     access_code_attempts: str  # wrong access codes per address before a lockout
     ip_rate_limit: str | None
     max_streams_per_user: int
+    # An empty chat: the words and questions of models that have none of their own
+    greeting: str | None
+    starters: tuple[str, ...]
     # The OpenAI-compatible API on /v1 and the personal keys it is used with (API_KEYS=off)
     api_keys: bool
     # Hardening
@@ -95,6 +98,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ip_rate_limit=_rate_limit(env, "IP_RATE_LIMIT"),
         max_streams_per_user=_integer(env, "MAX_STREAMS_PER_USER", 3, 1),
         api_keys=_flag(env, "API_KEYS", default=True),
+        greeting=env.get("GREETING", "").strip() or None,
+        starters=_starters(env, "STARTERS"),
         frame_ancestors=env.get("FRAME_ANCESTORS", "").strip() or "'none'",
         cors_origins=tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",")
                            if o.strip()),
@@ -173,6 +178,15 @@ def _rate_limit(env, name) -> str | None:
         raise SettingsError(f"environment variable {name}: {value!r} is not a rate limit like "
                             "'20/minute;300/day'") from None
     return value
+
+
+def _starters(env, name) -> tuple[str, ...]:
+    """Questions separated by "|" (they may hold commas)."""
+    starters = tuple(q.strip() for q in env.get(name, "").split("|") if q.strip())
+    if len(starters) > MAX_STARTERS or any(len(q) > MAX_STARTER for q in starters):
+        raise SettingsError(f"environment variable {name}: at most {MAX_STARTERS} questions "
+                            f"of at most {MAX_STARTER} characters, separated by '|'")
+    return starters
 
 
 def _flag(env, name, default: bool = False) -> bool:

@@ -82,10 +82,14 @@ def test_conversation_routes_answer_anything_without_a_500(make_app, conversatio
     assert_answered_well(client.delete(url))
 
 
+FEEDBACK = st.fixed_dictionaries({"rating": st.sampled_from(["up", "down", None]) | JSON},
+                                 optional={"comment": TEXT | JSON}) | JSON
+
+
 @FUZZ
-@given(message=URL_ID, last_event_id=TEXT, after=TEXT, stop=JSON)
+@given(message=URL_ID, last_event_id=TEXT, after=TEXT, stop=JSON, feedback=FEEDBACK)
 def test_message_routes_answer_anything_without_a_500(make_app, message, last_event_id, after,
-                                                      stop):
+                                                      stop, feedback):
     client = one_app(make_app)
     if message == "known":
         message = events_of(client.post("/chat", json={"message": "hi"}))[0][1]["message_id"]
@@ -98,6 +102,8 @@ def test_message_routes_answer_anything_without_a_500(make_app, message, last_ev
     assert_answered_well(followed)
     assert_answered_well(client.post(f"/api/messages/{message}/stop", data=body(stop),
                                      content_type="application/json"))
+    assert_answered_well(client.put(f"/api/messages/{message}/feedback", data=body(feedback),
+                                    content_type="application/json"))
 
 
 @FUZZ

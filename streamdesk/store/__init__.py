@@ -4,7 +4,10 @@ from .api_keys import ApiKey, KeyHolder, TooManyKeys
 from .rate_limits import DatabaseLimitStorage
 from .records import (
     Conversation,
+    Feedback,
+    FeedbackEntry,
     NewConversation,
+    NotAReply,
     ReplyInProgress,
     ReplyStatus,
     StoredMessage,
@@ -13,6 +16,6 @@ from .records import (
 )
 from .repository import Store
 
-__all__ = ["ApiKey", "Conversation", "DatabaseLimitStorage", "KeyHolder", "NewConversation",
-           "ReplyInProgress", "ReplyStatus", "Store", "StoredMessage", "StoredReply",
-           "StreamCapReached", "TooManyKeys"]
+__all__ = ["ApiKey", "Conversation", "DatabaseLimitStorage", "Feedback", "FeedbackEntry",
+           "KeyHolder", "NewConversation", "NotAReply", "ReplyInProgress", "ReplyStatus",
+           "Store", "StoredMessage", "StoredReply", "StreamCapReached", "TooManyKeys"]

@@ -45,6 +45,29 @@ class StoredMessage:
     error_message: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    feedback: Feedback | None = None  # the user's rating of a reply
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    rating: str  # "up" or "down"
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEntry:
+    """One rated reply, for the operator's export."""
+    at: datetime
+    user_id: str
+    model: str | None
+    rating: str
+    comment: str | None
+    question: str  # the user's message the reply answered
+    reply: str
+
+
+class NotAReply(Exception):
+    """Feedback is for the assistant's replies, not the user's own messages."""
 
 
 def utc(moment: datetime) -> datetime:

@@ -26,7 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from providers import Message, Usage
 
@@ -35,13 +35,17 @@ from .engine import make_engines
 from .records import (
     STALE_STREAMING_SECONDS,
     Conversation,
+    Feedback,
+    FeedbackEntry,
     NewConversation,
+    NotAReply,
     ReplyInProgress,
     ReplyStatus,
     StoredMessage,
     StoredReply,
     StreamCapReached,
     effective_status,
+    utc,
 )
 from .schema import migrate
 from .sqlite_lane import SqliteLane
@@ -72,9 +76,11 @@ def _reply(row: MessageRow, moment) -> StoredReply:
 
 def _message(row: MessageRow, moment) -> StoredMessage:
     status = effective_status(row.status, row.updated_at or row.created_at, moment)
+    feedback = Feedback(row.feedback_rating, row.feedback_comment) if row.feedback_rating \
+        else None
     return StoredMessage(row.id, row.role, row.content, status, row.model, row.reasoning,
                          row.finish_reason, row.error_code, row.error_message,
-                         row.prompt_tokens, row.completion_tokens)
+                         row.prompt_tokens, row.completion_tokens, feedback)
 
 
 class Store:
@@ -339,6 +345,49 @@ class Store:
                 status=ReplyStatus.INTERRUPTED, finish_reason="error", owner=None,
                 error_code="interrupted", error_message=message, stream_index=stream_index))
             return cast(CursorResult, result).rowcount == 1
+
+    # Feedback ----------------------------------------------------------------------------
+
+    def set_feedback(self, user_id: str, message_id: str,
+                     feedback: Feedback | None) -> StoredMessage | None:
+        """Rate a reply of this user (None clears the rating); the message as now saved, or
+        None when this user has no such message. ``NotAReply`` for the user's own message,
+        ``ReplyInProgress`` while the reply is being written."""
+        with Session(self.writer) as db, db.begin():
+            row = db.scalar(select(MessageRow).join(ConversationRow).where(
+                MessageRow.id == message_id, ConversationRow.user_id == user_id))
+            if row is None:
+                return None
+            if row.role != "assistant":
+                raise NotAReply()
+            moment = now()
+            message = _message(row, moment)
+            if message.status == ReplyStatus.STREAMING:
+                raise ReplyInProgress(message_id)
+            row.feedback_rating = feedback.rating if feedback else None
+            row.feedback_comment = feedback.comment if feedback else None
+            row.feedback_at = moment if feedback else None
+            return _message(row, moment)
+
+    def feedback_since(self, moment: datetime) -> list[FeedbackEntry]:
+        """Every rated reply, rated at or after ``moment``, oldest first, with the question it
+        answered: the user message just before it."""
+        question = aliased(MessageRow)
+        asked = (select(question.content)
+                 .where(question.conversation_id == MessageRow.conversation_id,
+                        question.seq < MessageRow.seq, question.role == "user")
+                 .order_by(question.seq.desc()).limit(1).scalar_subquery())
+        with Session(self.engine) as db:
+            rows = db.execute(
+                select(MessageRow.feedback_at, ConversationRow.user_id, MessageRow.model,
+                       MessageRow.feedback_rating, MessageRow.feedback_comment, asked,
+                       MessageRow.content)
+                .join(ConversationRow)
+                .where(MessageRow.feedback_at >= moment)
+                .order_by(MessageRow.feedback_at, MessageRow.seq))
+            return [FeedbackEntry(utc(at), user_id, model, rating, comment, question_text or "",
+                                  reply)
+                    for at, user_id, model, rating, comment, question_text, reply in rows]
 
     def request_stop(self, message_id: str) -> None:
         """For the worker writing the reply, when no Redis can tell it at once."""

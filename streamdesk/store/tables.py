@@ -59,6 +59,11 @@ class MessageRow(Base):
     # The worker generating a streaming reply, and the index of its events (records.py).
     owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     stream_index: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The user's rating of a reply ("up" or "down"), with an optional comment (0005).
+    feedback_rating: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    feedback_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True,
+                                                         index=True)
     # Databases made before this column was added hold NULL in old rows.
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now,
                                                  onupdate=now)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..store import Conversation, StoredMessage
+from providers import ModelInfo
+
+from ..store import Conversation, Feedback, StoredMessage
 from ..store.records import utc
 
 
@@ -25,7 +27,7 @@ def message_json(message: StoredMessage) -> dict:
                   "status": message.status}
     if message.role == "assistant":
         data.update(model=message.model, reasoning=message.reasoning,
-                    finish_reason=message.finish_reason)
+                    finish_reason=message.finish_reason, feedback=feedback_json(message.feedback))
         if message.error_code:
             data["error"] = {"code": message.error_code, "message": message.error_message or ""}
         if message.completion_tokens is not None:
@@ -34,3 +36,16 @@ def message_json(message: StoredMessage) -> dict:
                              "total_tokens": (message.prompt_tokens or 0)
                              + message.completion_tokens}
     return data
+
+
+def model_json(model: ModelInfo, greeting: str | None, starters: tuple[str, ...]) -> dict:
+    """A model for the page; ``greeting`` and ``starters`` stand in for its own when it has
+    neither (GREETING, STARTERS)."""
+    data = model.as_dict()
+    if not model.greeting and not model.starters:
+        data.update(greeting=greeting, starters=list(starters))
+    return data
+
+
+def feedback_json(feedback: Feedback | None) -> dict | None:
+    return {"rating": feedback.rating, "comment": feedback.comment} if feedback else None

@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, request
 
 from ..errors import ApiError
 from ..identity import known_user_id, owner_or
-from ..serialize import conversation_json, message_json
+from ..serialize import conversation_json, message_json, model_json
 from ..services import services
 from ..validation import check_storable, parse_settings, read_json_object, refuse_locked_system
 
@@ -20,8 +20,12 @@ MAX_TITLE_CHARS = 200
 
 @bp.get("/models")
 def models():
-    registry = services().registry
-    return jsonify({"models": [m.as_dict() for m in registry.models()],
+    """The models, each with what an empty chat shows: its own greeting and starters, or
+    GREETING and STARTERS for models without any."""
+    app = services()
+    registry, settings = app.registry, app.settings
+    return jsonify({"models": [model_json(m, settings.greeting, settings.starters)
+                               for m in registry.models()],
                     "default": registry.default_model})
 
 
