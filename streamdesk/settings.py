@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from limits import parse_many
 
@@ -60,6 +61,10 @@ class Settings:
     starters: tuple[str, ...]
     # The OpenAI-compatible API on /v1 and the personal keys it is used with (API_KEYS=off)
     api_keys: bool
+    # The embeddable widget (docs/helpdesk.md): the portals' origins that may show it, and
+    # whether any of them is another site (then the session cookie is SameSite=None, Partitioned)
+    widget_origins: tuple[str, ...]
+    widget_cross_site: bool
     # Hardening
     frame_ancestors: str
     cors_origins: tuple[str, ...]
@@ -100,6 +105,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         api_keys=_flag(env, "API_KEYS", default=True),
         greeting=env.get("GREETING", "").strip() or None,
         starters=_starters(env, "STARTERS"),
+        widget_origins=_origins(env, "WIDGET_ORIGINS"),
+        widget_cross_site=_flag(env, "WIDGET_CROSS_SITE"),
         frame_ancestors=env.get("FRAME_ANCESTORS", "").strip() or "'none'",
         cors_origins=tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",")
                            if o.strip()),
@@ -109,6 +116,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         log_level=_log_level(env, "LOG_LEVEL"),
         log_content=_flag(env, "LOG_CONTENT"),
     )
+    if settings.widget_cross_site and not (settings.cookie_secure and settings.widget_origins):
+        raise SettingsError("environment variable WIDGET_CROSS_SITE: needs WIDGET_ORIGINS and "
+                            "SESSION_COOKIE_SECURE=1 (browsers keep cross-site cookies only "
+                            "over HTTPS)")
     if settings.trusted_user_header and not settings.trusted_proxies:
         raise SettingsError("environment variable TRUSTED_PROXIES: required with "
                             "TRUSTED_USER_HEADER (the addresses of the proxies that set it)")
@@ -178,6 +189,22 @@ def _rate_limit(env, name) -> str | None:
         raise SettingsError(f"environment variable {name}: {value!r} is not a rate limit like "
                             "'20/minute;300/day'") from None
     return value
+
+
+def _origins(env, name) -> tuple[str, ...]:
+    """Web origins (``https://portal.example.com``, a port allowed), as browsers write them."""
+    origins = []
+    for part in env.get(name, "").split(","):
+        origin = part.strip().rstrip("/")
+        if not origin:
+            continue
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path \
+                or parts.query or parts.fragment or parts.username:
+            raise SettingsError(f"environment variable {name}: {origin!r} is not an origin "
+                                "like https://portal.example.com")
+        origins.append(origin.lower())
+    return tuple(origins)
 
 
 def _starters(env, name) -> tuple[str, ...]:

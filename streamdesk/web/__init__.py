@@ -25,7 +25,7 @@ from . import cli, errors, identity, limits, requests_log, security, session_swe
 from .policies import no_identity
 from .services import Services
 from .validation import RecordId
-from .views import api_key_blueprints, blueprints
+from .views import api_key_blueprints, blueprints, widget_blueprints
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent  # templates/, static/, node_modules/
 SESSION_LIFETIME_DAYS = 90
@@ -54,8 +54,12 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME_DAYS * 86400,
         SESSION_REFRESH_EACH_REQUEST=False,  # identity.KEEP_ALIVE_SECONDS instead
     )
+    if settings.widget_cross_site:  # a portal of another site frames the widget
+        app.config.update(SESSION_COOKIE_SAMESITE="None", SESSION_COOKIE_SECURE=True)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     redis_client = _init_sessions(app, settings.redis_url)
+    if settings.widget_cross_site:
+        _partition_session_cookie(app)
     bus = RedisBus(store, settings.heartbeat_seconds, redis_client) if redis_client \
         else DatabaseBus(store, settings.heartbeat_seconds)
     replies = Replies(store, bus, ReplyPolicy(settings.heartbeat_seconds,
@@ -71,7 +75,8 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
     errors.init_app(app)
     cli.init_app(app)
     app.url_map.converters["id"] = RecordId
-    for blueprint in blueprints + (api_key_blueprints if settings.api_keys else ()):
+    for blueprint in (blueprints + (api_key_blueprints if settings.api_keys else ())
+                      + (widget_blueprints if settings.widget_origins else ())):
         app.register_blueprint(blueprint)
     app.add_url_rule("/static/<path:filename>", endpoint="static", view_func=_static_files(app))
     return app
@@ -109,3 +114,23 @@ def _init_sessions(app: Flask, redis_url: str | None):
             gevent.spawn(session_sweep.sweep_every_interval, directory)
     ServerSideSessions(app)
     return client
+
+
+def _partition_session_cookie(app: Flask) -> None:
+    """``Partitioned`` on the session cookie (CHIPS): browsers that block third-party cookies
+    still keep a cross-site widget's session, in a jar of that portal's own. flask-session
+    0.8 cannot set the attribute, so it is added to the cookie it writes."""
+    interface = app.session_interface
+    save = interface.save_session
+    name = app.config["SESSION_COOKIE_NAME"]
+
+    def save_session(app_, session, response):
+        save(app_, session, response)
+        cookies = response.headers.getlist("Set-Cookie")
+        if any(cookie.startswith(name + "=") for cookie in cookies):
+            response.headers.remove("Set-Cookie")
+            for cookie in cookies:
+                mine = cookie.startswith(name + "=") and "Partitioned" not in cookie
+                response.headers.add("Set-Cookie", cookie + "; Partitioned" if mine else cookie)
+
+    interface.save_session = save_session  # type: ignore[method-assign]

@@ -5,6 +5,9 @@ fetch cannot send it without a CORS preflight we never grant), the session cooki
 ``SameSite=Lax``, and a request whose ``Origin`` (or ``Sec-Fetch-Site``) says it comes from
 another site is refused outright.
 
+Framing: the page may be framed as ``FRAME_ANCESTORS`` says (by nobody, by default); the
+widget's panel only by the portals of ``WIDGET_ORIGINS``.
+
 Host names: with ``ALLOWED_HOSTS`` set, a request for any other name is refused before
 anything else, since the same-origin check trusts the ``Host`` header (``Host: evil.example``
 with ``Origin: http://evil.example`` would pass it: DNS rebinding). Files and probes are
@@ -38,8 +41,13 @@ def content_security_policy(frame_ancestors: str) -> str:
     ])
 
 
+# The widget's panel (``views/widget.py``): framed by the portals of WIDGET_ORIGINS alone.
+WIDGET_PANEL = "widget.panel"
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     policy = content_security_policy(settings.frame_ancestors)
+    widget_policy = content_security_policy(" ".join(("'self'", *settings.widget_origins)))
     allowed_origins = set(settings.cors_origins)
     allowed_hosts = set(settings.allowed_hosts)
 
@@ -67,10 +75,11 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     @app.after_request
     def secure_headers(response):
-        response.headers["Content-Security-Policy"] = policy
+        panel = request.endpoint == WIDGET_PANEL
+        response.headers["Content-Security-Policy"] = widget_policy if panel else policy
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
-        if settings.frame_ancestors == "'none'":
+        if settings.frame_ancestors == "'none'" and not panel:
             response.headers["X-Frame-Options"] = "DENY"  # for browsers without CSP 2
         origin = request.headers.get("Origin")
         if origin in allowed_origins:

@@ -1,0 +1,145 @@
+// StreamDesk's widget, as a portal page loads it with one tag:
+//   <script src="https://chat.example.com/widget.js" async data-model="ernie/completions_pro"
+//           data-title="IT help" data-lang="zh"></script>
+// It adds a launcher button in the corner and, when opened, a panel framing the chat
+// (/widget). Launcher and panel live in a closed Shadow DOM, so no CSS crosses between the
+// portal and the widget either way; the chat itself runs in the frame, on the chat's own
+// origin, with its own session. The portal's scripts are never waited for: the tag is async
+// and nothing here blocks. Messages with the frame are checked both ways: its origin and its
+// window.
+(() => {
+  const script = document.currentScript;
+  if (!script || window.__streamdeskWidget) return; // one widget per page
+  window.__streamdeskWidget = true;
+
+  const chatOrigin = new URL(script.src).origin;
+  const data = script.dataset;
+  const lang = data.lang === "zh" || (!data.lang && navigator.language.startsWith("zh"))
+    ? "zh" : "en";
+  const words = {
+    en: { open: "Open the chat", close: "Close the chat", panel: "Chat" },
+    zh: { open: "打开对话", close: "关闭对话", panel: "对话" },
+  }[lang];
+  const title = data.title || words.panel;
+  // The panel stays open across the portal's pages: a new page reopens it (and the chat
+  // resumes a reply still being written).
+  const OPEN_KEY = "streamdesk.widget.open";
+
+  const host = document.createElement("div");
+  host.setAttribute("data-streamdesk-widget", "");
+  const root = host.attachShadow({ mode: "closed" });
+  const style = new CSSStyleSheet();
+  style.replaceSync(`
+    :host { all: initial; }
+    .launcher {
+      position: fixed; right: 20px; bottom: 20px; z-index: 2147483646;
+      width: 56px; height: 56px; border-radius: 50%; border: none; cursor: pointer;
+      background: #1d4ed8; color: #fff; box-shadow: 0 4px 14px rgba(0, 0, 0, .25);
+      display: grid; place-items: center;
+    }
+    .launcher:focus-visible { outline: 3px solid #f59e0b; outline-offset: 3px; }
+    .launcher svg { width: 26px; height: 26px; }
+    .panel {
+      position: fixed; right: 20px; bottom: 88px; z-index: 2147483647;
+      width: min(400px, calc(100vw - 40px)); height: min(640px, calc(100vh - 108px));
+      border-radius: 12px; overflow: hidden; background: #fff;
+      box-shadow: 0 12px 40px rgba(0, 0, 0, .3);
+    }
+    .panel.dark { background: #16181d; }
+    .panel[hidden] { display: none; }
+    iframe { width: 100%; height: 100%; border: 0; display: block; }
+    @media (max-width: 640px) {
+      .panel { inset: 0; width: 100vw; height: 100dvh; border-radius: 0; }
+      .panel:not([hidden]) + .launcher { display: none; }
+    }
+  `);
+  root.adoptedStyleSheets = [style];
+
+  const panel = document.createElement("div");
+  panel.className = "panel";
+  panel.hidden = true;
+  panel.setAttribute("role", "dialog");
+  panel.setAttribute("aria-label", title);
+  const frame = document.createElement("iframe");
+  frame.title = title;
+  frame.setAttribute("allow", "clipboard-write");
+  panel.append(frame);
+
+  const launcher = document.createElement("button");
+  launcher.type = "button";
+  launcher.className = "launcher";
+  launcher.setAttribute("aria-expanded", "false");
+  launcher.setAttribute("aria-label", words.open);
+  launcher.title = title;
+  launcher.innerHTML = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" '
+    + 'stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">'
+    + '<path d="M21 15a2 2 0 0 1-2 2H7l-4 4V5a2 2 0 0 1 2-2h14a2 2 0 0 1 2 2z"/></svg>';
+  root.append(panel, launcher);
+
+  function theme() {
+    const html = document.documentElement;
+    const scheme = getComputedStyle(html).colorScheme || "";
+    if (html.classList.contains("dark") || html.dataset.theme === "dark"
+        || document.body?.classList.contains("dark") || scheme.trim() === "dark") return "dark";
+    if (html.classList.contains("light") || html.dataset.theme === "light"
+        || scheme.trim() === "light") return "light";
+    return matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+  }
+
+  function tell(message) {
+    frame.contentWindow?.postMessage({ streamdesk: message }, chatOrigin);
+  }
+
+  function open(focus) {
+    if (!frame.src) {
+      const query = new URLSearchParams({ lang, theme: theme(), host: location.origin });
+      if (data.model) query.set("model", data.model);
+      if (data.title) query.set("title", data.title);
+      frame.src = `${chatOrigin}/widget?${query}`;
+    }
+    panel.hidden = false;
+    panel.classList.toggle("dark", theme() === "dark");
+    launcher.setAttribute("aria-expanded", "true");
+    launcher.setAttribute("aria-label", words.close);
+    sessionStorage.setItem(OPEN_KEY, "1");
+    if (focus) {
+      frame.focus();
+      tell({ type: "focus" });
+    }
+  }
+
+  function close() {
+    panel.hidden = true;
+    launcher.setAttribute("aria-expanded", "false");
+    launcher.setAttribute("aria-label", words.open);
+    sessionStorage.removeItem(OPEN_KEY);
+    launcher.focus();
+  }
+
+  launcher.addEventListener("click", () => (panel.hidden ? open(true) : close()));
+  root.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !panel.hidden) close();
+  });
+  window.addEventListener("message", (event) => {
+    if (event.origin !== chatOrigin || event.source !== frame.contentWindow) return;
+    const message = event.data?.streamdesk;
+    if (message?.type === "close") close();
+    if (message?.type === "ready" && !panel.hidden) tell({ type: "focus" });
+  });
+
+  // The portal's dark mode, followed as it changes.
+  const followTheme = () => {
+    panel.classList.toggle("dark", theme() === "dark");
+    tell({ type: "theme", theme: theme() });
+  };
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", followTheme);
+  new MutationObserver(followTheme).observe(document.documentElement,
+    { attributes: true, attributeFilter: ["class", "data-theme", "style"] });
+
+  const mount = () => {
+    document.body.append(host);
+    if (sessionStorage.getItem(OPEN_KEY)) open(false);
+  };
+  if (document.body) mount();
+  else document.addEventListener("DOMContentLoaded", mount, { once: true });
+})();
