@@ -50,10 +50,13 @@ lock:
 	$(PIP_COMPILE) --constraint requirements.lock --output-file requirements-dev.lock requirements-dev.txt
 
 # The tests drive Debian's Chromium through Playwright (its own browser download cannot work
-# here) and put the sample nginx configuration in front of the app.
+# here) and put the sample nginx configuration in front of the app. Chinese in the screenshots
+# needs a CJK font (Noto Sans CJK), which a bare Debian lacks.
 os-packages:
 	@[ -x $(CHROMIUM) ] && [ -x /usr/sbin/nginx ] || { $(SUDO) apt-get update -qq && \
 		$(SUDO) apt-get install -y -qq chromium nginx-light; }
+	@dpkg -s fonts-noto-cjk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq fonts-noto-cjk; }
 
 # The benchmark (bench/run.py): relay vs direct vs naive at 10-2,000 streams, then the page's
 # rendering of a 20,000-token reply; writes docs/benchmarks.md. About 10 minutes.

@@ -44,6 +44,10 @@ export const listKeys = () => request("GET", "/api/keys");
 export const createKey = (name) => request("POST", "/api/keys", { name });
 export const deleteKey = (id) => request("DELETE", `/api/keys/${encodeURIComponent(id)}`);
 
+/** Rate reply `id`: {rating: "up" | "down" | null, comment?}; answers {rating, comment}. */
+export const putFeedback = (id, feedback) =>
+  request("PUT", `/api/messages/${encodeURIComponent(id)}/feedback`, feedback);
+
 /** Stop reply `id` wherever it is being written; answers {id, status} once it is saved. */
 export const stopReply = (id) => request("POST", `/api/messages/${encodeURIComponent(id)}/stop`, {});
 

@@ -8,6 +8,7 @@ import { ApiKeysDialog } from "./apikeys.js";
 import { streamReply } from "./chat.js";
 import { copyText } from "./clipboard.js";
 import { closeMenu, initExportMenu, initLanguageSwitch } from "./controls.js";
+import { rate } from "./feedback.js";
 import { t, tr, translatePage } from "./i18n.js";
 import { addIcons } from "./icons.js";
 import { sendsOnEnter } from "./keys.js";
@@ -19,6 +20,7 @@ import { Sidebar, confirmDialog, deleteTexts } from "./sidebar.js";
 import { STATUS } from "./status.js";
 import { StatusLine } from "./statusline.js";
 import { initTheme } from "./theme.js";
+import { Welcome } from "./welcome.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -54,6 +56,12 @@ const keysDialog = new ApiKeysDialog($("keys-dialog"), $("open-keys"),
 const status = new StatusLine(ui.status);
 const say = (key, args) => status.say(key, args);
 const sayText = (text) => status.text(text);
+// An empty chat greets with the model's greeting; a starter is sent as if typed.
+const welcome = new Welcome(ui.empty, ui.model, (text) => {
+  if (busy()) return;
+  ui.input.focus(); // the starter's button goes with the empty chat: focus goes where one types
+  submit(text);
+});
 
 // Conversations -------------------------------------------------------------------------------
 
@@ -80,6 +88,7 @@ function showHeader() {
   ui.exportMenu.hidden = !state.conversation;
   showCustomised(ui.settings, state.conversation ? state.conversation.settings : state.draft);
   ui.empty.hidden = ui.messages.childElementCount > 0;
+  if (!ui.empty.hidden) welcome.show();
   sidebar.setCurrent(state.conversation?.id ?? null);
   // The open conversation is in the address, so a reload comes back to it.
   const hash = state.conversation ? `#${encodeURIComponent(state.conversation.id)}` : "";
@@ -379,6 +388,8 @@ ui.messages.addEventListener("click", async (event) => {
   if (action === "copy-code") return copyFrom(button, button.closest(".codeblock").querySelector("code").textContent);
   if (action === "copy") return copyFrom(button, viewOf(article).text);
   await state.syncing; // a click right after a reply without meta waits for the messages' ids
+  // Rating one reply while another is written is fine: the server refuses only the one written.
+  if (action === "rate") return rate(button, { say, sayText });
   if (busy()) say("status.busy");
   else if (action === "edit" && article.dataset.id && !article.querySelector(".edit-form")) {
     openEditor(article, (text) => send(text, { editId: article.dataset.id }));
@@ -387,13 +398,18 @@ ui.messages.addEventListener("click", async (event) => {
 
 // Composer and keyboard -----------------------------------------------------------------------
 
+/** Send `text` as the user's message; refused, it goes into the message box. */
+async function submit(text) {
+  const sent = await send(text);
+  if (!sent && !ui.input.value) ui.input.value = text; // refused: give the text back
+}
+
 ui.form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = ui.input.value;
   if (!text.trim() || busy()) return;
   ui.input.value = "";
-  const sent = await send(text);
-  if (!sent && !ui.input.value) ui.input.value = text; // refused: give the text back
+  await submit(text);
 });
 
 ui.input.addEventListener("keydown", (event) => {
@@ -431,6 +447,7 @@ async function start() {
   keysDialog.enable(session.api_keys === true);
   const [models, formatted] = await Promise.all([api.listModels(), loadRenderer()]);
   fillModelPicker(ui.model, models);
+  welcome.setModels(models.models);
   if (!formatted) say("status.plain");
   await refreshList();
 }

@@ -3,6 +3,7 @@
 // only builds and updates elements. User text is shown as typed; model text goes through
 // LiveMarkdown (and so through the sanitizer) only.
 
+import { feedbackButtons } from "./feedback.js";
 import { icon } from "./icons.js";
 import { tr } from "./i18n.js";
 import { sendsOnEnter } from "./keys.js";
@@ -57,7 +58,7 @@ export class UserMessage {
 }
 
 export class AssistantMessage {
-  constructor(container, { id } = {}, { onRender } = {}) {
+  constructor(container, { id, feedback = null } = {}, { onRender } = {}) {
     const { element, body } = article("assistant", id);
     this.element = element;
     this.onRender = onRender;
@@ -69,8 +70,11 @@ export class AssistantMessage {
     this.stats.className = "stats";
     const actions = document.createElement("span");
     actions.className = "actions";
+    // 👍 and 👎 (feedback.js): shown once the reply is finished and has text.
+    this.feedback = feedbackButtons(feedback);
+    this.feedback.hidden = true;
     actions.append(actionButton("copy", "action.copy", "copy"),
-                   actionButton("regenerate", "action.regenerate", "regenerate"));
+                   actionButton("regenerate", "action.regenerate", "regenerate"), this.feedback);
     this.footer.append(this.stats, actions);
     element.append(this.footer);
     container.append(element);
@@ -80,7 +84,8 @@ export class AssistantMessage {
 
   /** A saved message, rendered once. */
   static fromSaved(container, message, options = {}) {
-    const view = new AssistantMessage(container, { id: message.id }, options);
+    const view = new AssistantMessage(container, { id: message.id, feedback: message.feedback },
+                                      options);
     if (message.reasoning) view.appendReasoning(message.reasoning);
     view.markdown.text = message.content || "";
     if (message.status === STATUS.STREAMING) {
@@ -144,8 +149,11 @@ export class AssistantMessage {
     // once, instead of announcing every fragment. It stays busy until all of it is rendered.
     if (status === STATUS.STREAMING) {
       this.element.setAttribute("aria-busy", "true");
+      this.feedback.hidden = true;
       return;
     }
+    // Any finished reply can be rated, a stopped or failed one too, if it has something to rate.
+    this.feedback.hidden = !this.text.trim();
     this.markdown.finish().then(() => this.element.setAttribute("aria-busy", "false"));
     if (status === STATUS.COMPLETE && finishReason !== "length") return;
     this.showNote(status, error, finishReason);

@@ -62,7 +62,7 @@ def feedback(message_id: str):
     if given is not None:
         model = message.model or "unknown"
         metrics.FEEDBACK.labels(model.split("/", 1)[0], model, given.rating).inc()
-    return jsonify(feedback_json(message.feedback))
+    return jsonify(feedback_json(message.feedback) or {"rating": None, "comment": None})
 
 
 def _feedback(body: dict) -> Feedback | None:
@@ -76,7 +76,7 @@ def _feedback(body: dict) -> Feedback | None:
         check_storable(comment, "comment")
     if rating is None:
         return None
-    return Feedback(rating, " ".join(comment.split()) or None if comment else None)
+    return Feedback(rating, comment.strip() or None if comment else None)
 
 
 def _after() -> int:
