@@ -169,7 +169,8 @@ def test_models_api_lists_every_model_with_the_default(make_app, fake):
         keyed.close()
     body = response.json
     assert body["default"] == "demo/offline"
-    assert {"id": "openai/echo", "provider": "openai", "label": "echo"} in body["models"]
+    assert {"id": "openai/echo", "provider": "openai", "label": "echo", "greeting": None,
+            "starters": []} in body["models"]
     assert [m["id"] for m in body["models"]] == ["openai/echo", "fake/model", "demo/offline"]
     assert OPENAI_KEY not in response.get_data(as_text=True)
 
