@@ -8,6 +8,7 @@ import { ApiKeysDialog } from "./apikeys.js";
 import { streamReply } from "./chat.js";
 import { copyText } from "./clipboard.js";
 import { closeMenu, initExportMenu, initLanguageSwitch } from "./controls.js";
+import { initEmbed } from "./embed.js";
 import { rate } from "./feedback.js";
 import { t, tr, translatePage } from "./i18n.js";
 import { addIcons } from "./icons.js";
@@ -43,6 +44,8 @@ const busy = () => state.live !== null;
 translatePage();
 addIcons();
 initTheme(ui.theme);
+const embed = initEmbed(ui.input); // the widget's panel (/widget); null on the full page
+const BUSY = embed ? "status.busyEmbed" : "status.busy"; // Esc closes the panel there
 const scroller = new AutoScroll(ui.messages, ui.jump);
 const follow = () => scroller.follow();
 const sidebar = new Sidebar({
@@ -90,9 +93,12 @@ function showHeader() {
   ui.empty.hidden = ui.messages.childElementCount > 0;
   if (!ui.empty.hidden) welcome.show();
   sidebar.setCurrent(state.conversation?.id ?? null);
+  embed?.remember(state.conversation?.id ?? null);
   // The open conversation is in the address, so a reload comes back to it.
   const hash = state.conversation ? `#${encodeURIComponent(state.conversation.id)}` : "";
-  if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname);
+  if (location.hash !== hash) {
+    history.replaceState(null, "", hash || location.pathname + location.search);
+  }
 }
 
 /** Show saved messages; a last reply still being written is returned, to be followed. */
@@ -114,7 +120,7 @@ let opening = 0; // the latest openConversation call; an older one's answer is d
 /** Show conversation `id`; `refresh` reloads it even when it is the one already shown. */
 async function openConversation(id, { refresh = false } = {}) {
   await ready;
-  if (busy()) return say("status.busy");
+  if (busy()) return say(BUSY);
   if (state.conversation?.id === id && !refresh) return undefined;
   const call = ++opening;
   let conversation;
@@ -139,7 +145,7 @@ async function openConversation(id, { refresh = false } = {}) {
 }
 
 function newChat() {
-  if (busy()) return say("status.busy");
+  if (busy()) return say(BUSY);
   opening += 1; // a conversation still loading is not shown any more
   state.conversation = null;
   state.draft = { ...EMPTY_SETTINGS };
@@ -162,7 +168,7 @@ async function renameConversation(id, title) {
 
 async function deleteConversation(id, title) {
   if (!(await confirmDialog($("confirm-dialog"), deleteTexts(title)))) return;
-  if (busy() && state.conversation?.id === id) return say("status.busy");
+  if (busy() && state.conversation?.id === id) return say(BUSY);
   try {
     await api.deleteConversation(id);
   } catch (error) {
@@ -190,7 +196,7 @@ async function saveSettings(settings) {
 async function send(text, { editId = null } = {}) {
   await ready;
   if (busy()) {
-    say("status.busy");
+    say(BUSY);
     return false;
   }
   if (editId) removeFrom(editId);
@@ -390,7 +396,7 @@ ui.messages.addEventListener("click", async (event) => {
   await state.syncing; // a click right after a reply without meta waits for the messages' ids
   // Rating one reply while another is written is fine: the server refuses only the one written.
   if (action === "rate") return rate(button, { say, sayText });
-  if (busy()) say("status.busy");
+  if (busy()) say(BUSY);
   else if (action === "edit" && article.dataset.id && !article.querySelector(".edit-form")) {
     openEditor(article, (text) => send(text, { editId: article.dataset.id }));
   } else if (action === "regenerate" || action === "retry") regenerate(article);
@@ -420,11 +426,14 @@ ui.input.addEventListener("keydown", (event) => {
 
 ui.stop.addEventListener("click", stop);
 document.addEventListener("keydown", (event) => {
-  // Esc stops the reply, unless it is closing something else first (a dialog, a menu, an edit,
-  // an input method's candidates).
+  // Esc stops the reply (in the widget's panel: closes the panel), unless it is closing
+  // something else first (a dialog, a menu, an edit, an input method's candidates).
   if (event.key !== "Escape" || event.isComposing || event.defaultPrevented
-      || document.querySelector("dialog[open]")) return;
-  if (!closeMenu(ui.exportMenu) && busy()) {
+      || document.querySelector("dialog[open]") || closeMenu(ui.exportMenu)) return;
+  if (embed) {
+    event.preventDefault();
+    embed.close(); // the widget's panel closes; a reply being written goes on
+  } else if (busy()) {
     event.preventDefault();
     stop();
   }
@@ -447,19 +456,22 @@ async function start() {
   keysDialog.enable(session.api_keys === true);
   const [models, formatted] = await Promise.all([api.listModels(), loadRenderer()]);
   fillModelPicker(ui.model, models);
+  embed?.pickModel(ui.model);
   welcome.setModels(models.models);
   if (!formatted) say("status.plain");
   await refreshList();
 }
 
 // A link to a conversation (#<id>); a fragment that is not valid percent-encoding links nothing.
+// The widget's panel reopens the conversation it showed last (on the portal's previous page).
 const linked = (() => {
   try {
     return decodeURIComponent(location.hash.slice(1));
   } catch {
     return "";
   }
-})();
+})() || embed?.remembered();
 const ready = start().catch((error) => sayText(t("status.loadFailed", { message: error.message })));
 if (linked) ready.then(() => openConversation(linked));
 else showHeader();
+ready.then(() => embed?.ready());

@@ -52,6 +52,7 @@ const STRINGS = {
     "composer.send": "Send",
     "composer.stop": "Stop",
     "composer.hint": "Enter sends · Shift+Enter new line · Esc stops",
+    "composer.hintEmbed": "Enter sends · Shift+Enter new line · Esc closes",
     "jump": "Jump to latest",
     "messages.label": "Messages",
     "skip": "Skip to the message box",
@@ -78,6 +79,7 @@ const STRINGS = {
     "keys.revokeTitle": "Revoke this key?",
     "keys.revokeBody": "Programs using “{name}” will stop working at once. This cannot be undone.",
     "keys.close": "Close",
+    "widget.close": "Close the chat",
     "confirm.deleteTitle": "Delete this conversation?",
     "confirm.deleteBody": "“{title}” and all its messages will be deleted. This cannot be undone.",
     "confirm.delete": "Delete",
@@ -109,6 +111,7 @@ const STRINGS = {
     "status.reconnecting": "Connection lost: reconnecting…",
     "status.done": "Reply complete.",
     "status.busy": "A reply is being written: stop it first (Esc).",
+    "status.busyEmbed": "A reply is being written: stop it first.",
     "status.copied": "Copied to the clipboard.",
     "status.copyFailed": "Could not copy: select the text and copy it by hand.",
     "status.plain": "Formatting libraries are missing (run npm ci): showing plain text.",
@@ -184,6 +187,7 @@ const STRINGS = {
     "composer.send": "发送",
     "composer.stop": "停止",
     "composer.hint": "Enter 发送 · Shift+Enter 换行 · Esc 停止",
+    "composer.hintEmbed": "Enter 发送 · Shift+Enter 换行 · Esc 关闭",
     "jump": "跳到最新",
     "messages.label": "消息记录",
     "skip": "跳到输入框",
@@ -210,6 +214,7 @@ const STRINGS = {
     "keys.revokeTitle": "吊销这个密钥？",
     "keys.revokeBody": "使用“{name}”的程序将立即无法访问，且无法恢复。",
     "keys.close": "关闭",
+    "widget.close": "关闭对话",
     "confirm.deleteTitle": "删除这个对话？",
     "confirm.deleteBody": "“{title}”及其全部消息将被删除，且无法恢复。",
     "confirm.delete": "删除",
@@ -241,6 +246,7 @@ const STRINGS = {
     "status.reconnecting": "连接中断：正在重新连接…",
     "status.done": "回复完成。",
     "status.busy": "正在生成回复：请先停止（Esc）。",
+    "status.busyEmbed": "正在生成回复：请先停止。",
     "status.copied": "已复制到剪贴板。",
     "status.copyFailed": "无法复制：请手动选中文本复制。",
     "status.plain": "缺少排版库（请运行 npm ci），以纯文本显示。",
@@ -330,11 +336,12 @@ export function translatePage(root = document) {
   root.querySelectorAll(selector).forEach(apply);
 }
 
-export function setLanguage(next) {
+/** Switch to language `next`; remembered unless `remember` is false (the widget's panel). */
+export function setLanguage(next, { remember = true } = {}) {
   if (!STRINGS[next]) return;
   language = next;
   try {
-    localStorage.setItem(STORAGE_KEY, next);
+    if (remember) localStorage.setItem(STORAGE_KEY, next);
   } catch {
     // Not remembered, but switched for this visit.
   }

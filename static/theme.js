@@ -14,7 +14,8 @@ function remembered() {
   }
 }
 
-function apply(choice) {
+/** Show theme `choice` (system, light or dark) without remembering it. */
+export function applyTheme(choice) {
   if (choice === "system") delete document.documentElement.dataset.theme;
   else document.documentElement.dataset.theme = choice;
 }
@@ -22,9 +23,9 @@ function apply(choice) {
 /** Wire the theme <select> (options system / light / dark). */
 export function initTheme(select) {
   select.value = remembered();
-  apply(select.value);
+  applyTheme(select.value);
   select.addEventListener("change", () => {
-    apply(select.value);
+    applyTheme(select.value);
     try {
       if (select.value === "system") localStorage.removeItem(STORAGE_KEY);
       else localStorage.setItem(STORAGE_KEY, select.value);

@@ -14,8 +14,8 @@
 
   const chatOrigin = new URL(script.src).origin;
   const data = script.dataset;
-  const lang = data.lang === "zh" || (!data.lang && navigator.language.startsWith("zh"))
-    ? "zh" : "en";
+  // data-lang="zh", "zh-CN", "zh-Hans"… or, without it, the reader's browser language.
+  const lang = /^zh\b/i.test(data.lang || navigator.language || "") ? "zh" : "en";
   const words = {
     en: { open: "Open the chat", close: "Close the chat", panel: "Chat" },
     zh: { open: "打开对话", close: "关闭对话", panel: "对话" },
@@ -24,9 +24,33 @@
   // The panel stays open across the portal's pages: a new page reopens it (and the chat
   // resumes a reply still being written).
   const OPEN_KEY = "streamdesk.widget.open";
+  const remember = (isOpen) => {
+    try {
+      if (isOpen) sessionStorage.setItem(OPEN_KEY, "1");
+      else sessionStorage.removeItem(OPEN_KEY);
+    } catch {
+      // Storage is off on the portal: the panel just does not reopen by itself.
+    }
+  };
+  const remembered = () => {
+    try {
+      return sessionStorage.getItem(OPEN_KEY) === "1";
+    } catch {
+      return false;
+    }
+  };
+  // The message box is focused when the reader opened the panel, never when a new page
+  // reopened it (that would take focus from the portal's page).
+  let focusWhenReady = false;
+  // The chat in the frame has said "ready": messages can reach it (before, the frame holds
+  // about:blank, of the portal's origin, and a message would only log an error).
+  let frameReady = false;
 
   const host = document.createElement("div");
   host.setAttribute("data-streamdesk-widget", "");
+  // The portal's rules still reach the host element itself (`div { display: none }`, `*
+  // { color: red !important }`, inherited fonts): an important inline declaration beats them.
+  host.style.setProperty("all", "initial", "important");
   const root = host.attachShadow({ mode: "closed" });
   const style = new CSSStyleSheet();
   style.replaceSync(`
@@ -87,7 +111,7 @@
   }
 
   function tell(message) {
-    frame.contentWindow?.postMessage({ streamdesk: message }, chatOrigin);
+    if (frameReady) frame.contentWindow?.postMessage({ streamdesk: message }, chatOrigin);
   }
 
   function open(focus) {
@@ -101,18 +125,20 @@
     panel.classList.toggle("dark", theme() === "dark");
     launcher.setAttribute("aria-expanded", "true");
     launcher.setAttribute("aria-label", words.close);
-    sessionStorage.setItem(OPEN_KEY, "1");
+    remember(true);
     if (focus) {
+      focusWhenReady = true; // the frame may still be loading: it says "ready" once it has
       frame.focus();
       tell({ type: "focus" });
     }
   }
 
   function close() {
+    focusWhenReady = false;
     panel.hidden = true;
     launcher.setAttribute("aria-expanded", "false");
     launcher.setAttribute("aria-label", words.open);
-    sessionStorage.removeItem(OPEN_KEY);
+    remember(false);
     launcher.focus();
   }
 
@@ -124,7 +150,11 @@
     if (event.origin !== chatOrigin || event.source !== frame.contentWindow) return;
     const message = event.data?.streamdesk;
     if (message?.type === "close") close();
-    if (message?.type === "ready" && !panel.hidden) tell({ type: "focus" });
+    if (message?.type === "ready") {
+      frameReady = true;
+      tell({ type: "theme", theme: theme() }); // it may have changed while the frame loaded
+      if (focusWhenReady && !panel.hidden) tell({ type: "focus" });
+    }
   });
 
   // The portal's dark mode, followed as it changes.
@@ -138,7 +168,7 @@
 
   const mount = () => {
     document.body.append(host);
-    if (sessionStorage.getItem(OPEN_KEY)) open(false);
+    if (remembered()) open(false);
   };
   if (document.body) mount();
   else document.addEventListener("DOMContentLoaded", mount, { once: true });
