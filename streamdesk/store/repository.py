@@ -44,6 +44,7 @@ from .records import (
     StoredMessage,
     StoredReply,
     StreamCapReached,
+    UsageEntry,
     effective_status,
     utc,
 )
@@ -57,6 +58,7 @@ from .tables import (
     ReplyStopRow,
     now,
 )
+from .usage import UsageLedger, insert_entry
 
 STOP_REQUESTS_KEPT_SECONDS = 60
 _STOPS_SINCE = "SELECT message_id, requested_at FROM reply_stops WHERE requested_at >= {}"
@@ -95,6 +97,7 @@ class Store:
         self._stops_since = _STOPS_SINCE.format("?" if qmark else "%(moment)s")
         self._postgresql = self.engine.dialect.name == "postgresql"
         self.api_keys = ApiKeys(self.engine, self.writer)
+        self.usage = UsageLedger(self.engine)
         self.lane: SqliteLane | None = None  # see sqlite_lane.py
         if sqlite_lane and self.engine.dialect.name == "sqlite" \
                 and self.engine.url.database not in (None, "", ":memory:"):  # a file
@@ -262,8 +265,11 @@ class Store:
             connection.execute(update(_API_REPLIES).where(_API_REPLIES.c.id == reply_id)
                                .values(updated_at=now()))
 
-    def end_api_reply(self, reply_id: str) -> None:
-        with self._one_statement() as connection:
+    def end_api_reply(self, reply_id: str, cost: UsageEntry | None = None) -> None:
+        """The API's reply is no longer written; ``cost`` goes into the usage ledger."""
+        with self.writer.begin() if cost else self._one_statement() as connection:
+            if cost:
+                insert_entry(connection, cost)
             connection.execute(delete(_API_REPLIES).where(_API_REPLIES.c.id == reply_id))
 
     def active_streams(self, user_id: str) -> int:
@@ -304,10 +310,13 @@ class Store:
     def finish_turn(self, message_id: str, *, content: str, reasoning: str,
                     status: ReplyStatus, finish_reason: str | None,
                     error: tuple[str, str] | None = None, usage: Usage | None = None,
-                    stream_index: str | None = None) -> None:
+                    stream_index: str | None = None, cost: UsageEntry | None = None) -> None:
         """The reply's last word. ``error`` is (code, message); what is not given keeps its
-        value (a reply row starts with no error, no usage and its first stream index)."""
-        with self._one_statement() as connection:  # Core, built once: as start_turn
+        value (a reply row starts with no error, no usage and its first stream index). ``cost``
+        goes into the usage ledger in the same transaction."""
+        with self.writer.begin() if cost else self._one_statement() as connection:
+            if cost:
+                insert_entry(connection, cost)
             connection.execute(_FINISH_REPLY, {
                 "b_id": message_id, "b_content": content, "b_reasoning": reasoning,
                 "b_status": status, "b_finish_reason": finish_reason, "b_index": stream_index,

@@ -41,8 +41,8 @@ def chat():
                                             settings.max_streams_per_user))
     observer = ReplyObserver(
         provider=turn.provider.name, model_id=turn.meta.model, request_id=current_request_id(),
-        user=hash_user(user_id, settings.secret_key), message_id=turn.meta.message_id,
-        prompt=ask.message if settings.log_content else None)
+        user=hash_user(user_id, settings.secret_key), user_id=user_id,
+        message_id=turn.meta.message_id, prompt=ask.message if settings.log_content else None)
     live = app.replies.start(turn, observer)
     body = event_stream(app.replies.follow_live(user_id, live))
     if settings.cancel_on_disconnect:
