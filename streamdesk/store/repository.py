@@ -11,7 +11,7 @@ in the query itself, so no caller can forget it. Reads return frozen records (``
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from sqlalchemy import (
@@ -378,9 +378,10 @@ class Store:
             row.feedback_at = moment if feedback else None
             return _message(row, moment)
 
-    def feedback_since(self, moment: datetime) -> list[FeedbackEntry]:
-        """Every rated reply, rated at or after ``moment``, oldest first, with the question it
-        answered: the user message just before it."""
+    def feedback_since(self, moment: datetime,
+                       until: datetime | None = None) -> list[FeedbackEntry]:
+        """Every rated reply, rated at or after ``moment`` (and before ``until``), oldest
+        first, with the question it answered: the user message just before it."""
         question = aliased(MessageRow)
         asked = (select(question.content)
                  .where(question.conversation_id == MessageRow.conversation_id,
@@ -392,7 +393,8 @@ class Store:
                        MessageRow.feedback_rating, MessageRow.feedback_comment, asked,
                        MessageRow.content)
                 .join(ConversationRow)
-                .where(MessageRow.feedback_at >= moment)
+                .where(MessageRow.feedback_at >= moment,
+                       MessageRow.feedback_at < (until or datetime.max.replace(tzinfo=UTC)))
                 .order_by(MessageRow.feedback_at, MessageRow.seq))
             return [FeedbackEntry(utc(at), user_id, model, rating, comment, question_text or "",
                                   reply)

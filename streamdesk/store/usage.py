@@ -58,12 +58,13 @@ class UsageLedger:
         self._day = func.date(_USAGE.c.at) if engine.dialect.name == "sqlite" \
             else func.to_char(func.timezone("UTC", _USAGE.c.at), "YYYY-MM-DD")
 
-    def tokens_since(self, user_id: str, since: datetime) -> int:
-        """What a user's replies cost from ``since`` on: a budget's spending."""
+    def tokens_spent(self, user_id: str, since: datetime, until: datetime) -> int:
+        """What a user's replies in ``[since, until)`` cost: a budget's spending."""
         with self.engine.connect() as connection:
             return int(connection.execute(
                 select(func.coalesce(func.sum(_USAGE.c.total_tokens), 0))
-                .where(_USAGE.c.user_id == user_id, _USAGE.c.at >= since)).scalar_one())
+                .where(_USAGE.c.user_id == user_id, _USAGE.c.at >= since,
+                       _USAGE.c.at < until)).scalar_one())
 
     def totals(self, by: str, since: datetime, until: datetime) -> list[UsageTotal]:
         """Sums over ``[since, until)`` by user, model or day, the largest spenders first

@@ -12,7 +12,7 @@ from ...chat.turn import OperatorRules, prepare_turn
 from ...logs import hash_user
 from ..disconnect import stop_when_gone
 from ..identity import current_user_id
-from ..limits import limit_messages
+from ..limits import limit_messages, within_budget
 from ..requests_log import current_request_id
 from ..services import services
 from ..sse import event_stream
@@ -30,6 +30,7 @@ STREAM_HEADERS = {
 
 @bp.post("/chat")
 @limit_messages
+@within_budget
 def chat():
     app = services()
     settings = app.settings

@@ -27,7 +27,7 @@ from ...store.tables import new_id
 from ..disconnect import stop_when_gone
 from ..errors import ApiError
 from ..identity import current_user_id
-from ..limits import limit_messages
+from ..limits import limit_messages, within_budget
 from ..openai_input import parse_completion_request
 from ..openai_wire import Completion
 from ..policies import api_key_only
@@ -55,6 +55,7 @@ def list_models():
 @bp.post("/chat/completions")
 @api_key_only
 @limit_messages
+@within_budget
 def chat_completions():
     app = services()
     settings = app.settings
