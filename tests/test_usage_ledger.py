@@ -113,7 +113,7 @@ def test_a_user_over_budget_is_refused_on_the_page_and_the_api_saying_when_it_re
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     assert error["code"] == "budget_exceeded"
     assert "day's budget of 20 tokens" in error["message"]
-    assert f"resets at {tomorrow}T00:00:00Z" in error["message"]
+    assert f"resets at {tomorrow} 00:00 UTC" in error["message"]
     api = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
                       json={"model": "fake/model", "messages": [{"role": "user",
                                                                  "content": "hi"}]})

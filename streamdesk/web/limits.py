@@ -25,7 +25,6 @@ from ..store import DatabaseLimitStorage
 from .errors import ApiError
 from .identity import client_address, current_groups, current_user_id
 from .policies import View
-from .serialize import iso
 from .services import services
 
 
@@ -130,4 +129,4 @@ def budget_refusal(state: BudgetState) -> ApiError:
     budget, wait = state.budget, max(1, math.ceil(state.resets_at.timestamp() - time.time()))
     return ApiError(429, "budget_exceeded",
                     f"You have used this {budget.period}'s budget of {budget.tokens:,} tokens. "
-                    f"It resets at {iso(state.resets_at)}.", retry_after=wait)
+                    f"It resets at {state.resets_at:%Y-%m-%d %H:%M} UTC.", retry_after=wait)
