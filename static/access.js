@@ -5,15 +5,18 @@
 import { enterAccessCode, getSession } from "./api.js";
 import { tr } from "./i18n.js";
 
-/** Resolves with the session ({signed_in, user, system_prompt_locked, ...}) once signed in. */
-export async function signIn(dialog) {
+/**
+ * Resolves with the session ({signed_in, user, system_prompt_locked, admin, ...}) once signed in.
+ * `codeText` is the string that asks for the code (the operator page asks for its own).
+ */
+export async function signIn(dialog, { codeText = "access.codeText" } = {}) {
   let session = await getSession();
   if (session.signed_in) return session;
   const form = dialog.querySelector("form");
   const error = dialog.querySelector(".dialog-error");
   form.hidden = !session.access_code_required;
   tr(dialog.querySelector(".access-text"),
-     session.access_code_required ? "access.codeText" : "access.ssoText");
+     session.access_code_required ? codeText : "access.ssoText");
   dialog.addEventListener("cancel", (event) => event.preventDefault()); // no way around it
   dialog.showModal();
   if (!session.access_code_required) return new Promise(() => {}); // only the portal can help

@@ -44,6 +44,18 @@ export const listKeys = () => request("GET", "/api/keys");
 export const createKey = (name) => request("POST", "/api/keys", { name });
 export const deleteKey = (id) => request("DELETE", `/api/keys/${encodeURIComponent(id)}`);
 
+/** The user's own usage: {spent: {day, month}, budgets: [{period, tokens, spent, remaining, resets_at}]}. */
+export const getUsage = () => request("GET", "/api/usage");
+
+const adminUrl = (name, params) => `/api/admin/${encodeURIComponent(name)}?${new URLSearchParams(params)}`;
+
+/**
+ * One of the operator's tables (`usage`, `models`, `feedback`) for `params` ({from, to, by}):
+ * {from, to, rows, ...}. `adminCsvUrl` is the same table as a CSV download.
+ */
+export const getAdminTable = (name, params) => request("GET", adminUrl(name, params));
+export const adminCsvUrl = (name, params) => adminUrl(name, { ...params, format: "csv" });
+
 /** Rate reply `id`: {rating: "up" | "down" | null, comment?}; answers {rating, comment}. */
 export const putFeedback = (id, feedback) =>
   request("PUT", `/api/messages/${encodeURIComponent(id)}/feedback`, feedback);

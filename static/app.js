@@ -21,6 +21,7 @@ import { Sidebar, confirmDialog, deleteTexts } from "./sidebar.js";
 import { STATUS } from "./status.js";
 import { StatusLine } from "./statusline.js";
 import { initTheme } from "./theme.js";
+import { UsageSummary } from "./usage.js";
 import { Welcome } from "./welcome.js";
 
 const $ = (id) => document.getElementById(id);
@@ -53,6 +54,7 @@ const sidebar = new Sidebar({
   toggle: $("open-sidebar"), close: $("close-sidebar"), scrim: $("scrim"),
 }, { open: openConversation, rename: renameConversation, remove: deleteConversation });
 const settingsDialog = new SettingsDialog($("settings-dialog"), saveSettings);
+const usage = new UsageSummary($("usage"));
 const keysDialog = new ApiKeysDialog($("keys-dialog"), $("open-keys"),
   (texts) => confirmDialog($("confirm-dialog"), texts));
 
@@ -442,8 +444,11 @@ document.addEventListener("keydown", (event) => {
 // Header and preferences ----------------------------------------------------------------------
 
 ui.newChat.addEventListener("click", newChat);
-ui.settings.addEventListener("click", () => settingsDialog.open(
-  state.conversation ? state.conversation.settings : state.draft, { newChat: !state.conversation }));
+ui.settings.addEventListener("click", () => {
+  settingsDialog.open(state.conversation ? state.conversation.settings : state.draft,
+    { newChat: !state.conversation });
+  usage.refresh(); // what the user spent and has left, as of now
+});
 
 initExportMenu(ui.exportMenu, () => state.conversation?.id, (error) => sayText(error.message));
 initLanguageSwitch(ui.language);

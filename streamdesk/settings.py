@@ -12,8 +12,9 @@ import ipaddress
 import logging
 import os
 import secrets
+import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,6 +28,25 @@ DEFAULT_INSTANCE_PATH = str(Path(__file__).resolve().parent.parent / "instance")
 
 class SettingsError(ValueError):
     pass
+
+
+BUDGET_PERIODS = ("day", "week", "month")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A user may spend ``tokens`` per calendar ``period`` (UTC): TOKEN_BUDGET's notation,
+    ``200000/day;2000000/month``."""
+    tokens: int
+    period: str
+
+
+@dataclass(frozen=True)
+class BudgetOverrides:
+    """TOKEN_BUDGET_OVERRIDES: other budgets for named users (their SSO names) and groups;
+    an empty tuple is no budget at all."""
+    users: Mapping[str, tuple[Budget, ...]] = field(default_factory=dict)
+    groups: Mapping[str, tuple[Budget, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,6 +76,12 @@ class Settings:
     access_code_attempts: str  # wrong access codes per address before a lockout
     ip_rate_limit: str | None
     max_streams_per_user: int
+    token_budget: tuple[Budget, ...]  # TOKEN_BUDGET; () for none
+    budget_overrides: BudgetOverrides
+    trusted_groups_header: str | None  # the SSO proxy's header listing the user's groups
+    # The operator page (/admin): SSO names, or a code for an access-code set-up
+    admin_users: tuple[str, ...]
+    admin_code: str | None
     # An empty chat: the words and questions of models that have none of their own
     greeting: str | None
     starters: tuple[str, ...]
@@ -102,6 +128,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         access_code_attempts=_rate_limit(env, "ACCESS_CODE_ATTEMPTS") or "5 per 15 minutes",
         ip_rate_limit=_rate_limit(env, "IP_RATE_LIMIT"),
         max_streams_per_user=_integer(env, "MAX_STREAMS_PER_USER", 3, 1),
+        token_budget=_budgets(env.get("TOKEN_BUDGET", ""), "environment variable TOKEN_BUDGET"),
+        budget_overrides=_budget_overrides(env.get("STREAMDESK_CONFIG")),
+        trusted_groups_header=env.get("TRUSTED_GROUPS_HEADER") or None,
+        admin_users=tuple(n.strip() for n in env.get("ADMIN_USERS", "").split(",") if n.strip()),
+        admin_code=env.get("ADMIN_CODE") or None,
         api_keys=_flag(env, "API_KEYS", default=True),
         greeting=env.get("GREETING", "").strip() or None,
         starters=_starters(env, "STARTERS"),
@@ -120,6 +151,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise SettingsError("environment variable WIDGET_CROSS_SITE: needs WIDGET_ORIGINS and "
                             "SESSION_COOKIE_SECURE=1 (browsers keep cross-site cookies only "
                             "over HTTPS)")
+    if settings.admin_code and settings.admin_code == settings.access_code:
+        raise SettingsError("environment variable ADMIN_CODE: must differ from ACCESS_CODE")
     if settings.trusted_user_header and not settings.trusted_proxies:
         raise SettingsError("environment variable TRUSTED_PROXIES: required with "
                             "TRUSTED_USER_HEADER (the addresses of the proxies that set it)")
@@ -189,6 +222,45 @@ def _rate_limit(env, name) -> str | None:
         raise SettingsError(f"environment variable {name}: {value!r} is not a rate limit like "
                             "'20/minute;300/day'") from None
     return value
+
+
+def _budgets(text: str, where: str) -> tuple[Budget, ...]:
+    """``200000/day;2000000/month``; empty or ``none``: no budget."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    budgets = []
+    for part in text.split(";"):
+        tokens, _, period = part.strip().partition("/")
+        tokens = tokens.strip().replace("_", "").replace(",", "")
+        if not tokens.isdigit() or int(tokens) < 1 or period.strip() not in BUDGET_PERIODS:
+            raise SettingsError(f"{where}: {text!r} is not a token budget like "
+                                "'200000/day;2000000/month' (periods: day, week, month)")
+        budgets.append(Budget(int(tokens), period.strip()))
+    return tuple(budgets)
+
+
+def _budget_overrides(config_path: str | None) -> BudgetOverrides:
+    """The ``[token_budget_overrides]`` table of the STREAMDESK_CONFIG file:
+    ``users = {"alice" = "1000000/day"}``, ``groups = {"it-staff" = "none"}``."""
+    if not config_path:
+        return BudgetOverrides()
+    try:
+        with open(config_path, "rb") as f:
+            table = tomllib.load(f).get("token_budget_overrides", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return BudgetOverrides()  # the providers' loading says what is wrong with the file
+    where = f"{config_path}: [token_budget_overrides]"
+    if not isinstance(table, dict) or set(table) - {"users", "groups"}:
+        raise SettingsError(f"{where}: holds only 'users' and 'groups' tables")
+    parsed = {}
+    for kind in ("users", "groups"):
+        names = table.get(kind, {})
+        if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
+            raise SettingsError(f"{where}: {kind} must map names to budgets like "
+                                "'1000000/day' (or 'none')")
+        parsed[kind] = {name: _budgets(value, f"{where} {kind}.{name}")
+                        for name, value in names.items()}
+    return BudgetOverrides(parsed["users"], parsed["groups"])
 
 
 def _origins(env, name) -> tuple[str, ...]:

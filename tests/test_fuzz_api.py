@@ -153,3 +153,20 @@ def test_the_key_routes_answer_anything_without_a_500(make_app, key, made):
                                      content_type="application/json"))
     assert_answered_well(client.get("/api/keys"))
     assert_answered_well(client.delete(f"/api/keys/{quote(key, safe='%')}"))
+
+
+QUERY_VALUE = TEXT.map(lambda text: quote(text.encode("utf-8", "surrogatepass")))
+
+
+@FUZZ
+@given(route=st.sampled_from(["usage", "models", "feedback"]), first=QUERY_VALUE,
+       last=QUERY_VALUE, by=QUERY_VALUE | st.sampled_from(["user", "model", "day"]),
+       form=st.sampled_from(["json", "csv"]) | QUERY_VALUE)
+def test_the_operator_routes_answer_any_query_without_a_500(make_app, route, first, last, by,
+                                                            form):
+    client = one_app(make_app, ADMIN_CODE="fuzz-admin")
+    if not hasattr(client, "admitted"):
+        client.admitted = client.post("/api/access", json={"code": "fuzz-admin"})
+    answer = client.get(f"/api/admin/{route}?from={first}&to={last}&by={by}&format={form}")
+    assert_answered_well(answer)
+    assert_answered_well(client.get("/api/usage"))

@@ -25,10 +25,10 @@ from gevent import GreenletExit
 
 from providers import ChatRequest, Message, Provider, ProviderError, Registry, Usage
 from providers.errors import StreamInterruptedError
-from providers.history import estimate_tokens
 
 from ..store import ReplyStatus, Store
 from .events import Delta, Done, Failed, UsageReport
+from .ledger import cost_of, estimated_usage
 from .model_text import PieceCleaner, storable
 from .observer import ReplyObserver
 from .relay import INTERNAL, TIME_LIMIT, YIELD_EVERY_CHUNKS
@@ -55,13 +55,6 @@ class PreparedApiTurn:
     provider: Provider
     model_id: str
     request: ChatRequest
-
-    def estimated_usage(self, reply: str) -> Usage:
-        """For a vendor that sent no counts: our estimate (``providers.history``)."""
-        prompt = sum(estimate_tokens(m.content) for m in self.request.messages) \
-            + (estimate_tokens(self.request.system) if self.request.system else 0)
-        completion = estimate_tokens(reply) if reply else 0
-        return Usage(prompt, completion, prompt + completion)
 
 
 class ClientGone(GreenletExit):
@@ -163,8 +156,9 @@ class ApiReply:
             close = getattr(chunks, "close", None)
             if close is not None:  # a generator: releases the upstream connection now
                 close()
-            store.end_api_reply(self.reply_id)
             content = "".join(text)
+            store.end_api_reply(self.reply_id,
+                                cost_of(observer, self.turn.request, content, usage, status))
             observer.finished(status=status, finish_reason=finish_reason, usage=usage,
                               error_code=failure.code if failure else None, reply=content)
         if status == ReplyStatus.CANCELLED:
@@ -172,5 +166,5 @@ class ApiReply:
         if failure:
             yield failure
         else:
-            yield UsageReport(usage or self.turn.estimated_usage("".join(text)))
+            yield UsageReport(usage or estimated_usage(self.turn.request, "".join(text)))
         yield Done(finish_reason or "error", status)

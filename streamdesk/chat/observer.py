@@ -15,11 +15,13 @@ _NOT_UPSTREAM = {"internal", "server_stopping"}  # our own failures, not the pro
 
 class ReplyObserver:
     def __init__(self, *, provider: str, model_id: str, request_id: str, user: str,
-                 message_id: str, prompt: str | None = None, via: str = "page"):
+                 message_id: str, prompt: str | None = None, via: str = "page",
+                 user_id: str = ""):
         self.provider, self.model_id = provider, model_id
         self.request_id, self.user, self.message_id = request_id, user, message_id
         self.prompt = prompt  # only when the operator turned content logging on
         self.via = via  # "page", or "api" for the OpenAI-compatible API
+        self.user_id = user_id  # for the usage ledger; the log line has only the hash, user
         self.started_at = 0.0
         self.first_token_at: float | None = None
 

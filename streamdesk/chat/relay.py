@@ -30,6 +30,7 @@ from providers.errors import StreamInterruptedError
 
 from ..store import ReplyStatus, Store
 from .events import HEARTBEAT, Delta, Done, Failed, UsageReport
+from .ledger import cost_of
 from .live import LiveReply
 from .model_text import PieceCleaner, storable
 from .observer import ReplyObserver
@@ -147,7 +148,8 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
             store.finish_turn(live.message_id, content=content, reasoning="".join(reasoning),
                               status=status, finish_reason=finish_reason,
                               error=(failure.code, failure.message) if failure else None,
-                              usage=usage, stream_index=live.index.to_json())
+                              usage=usage, stream_index=live.index.to_json(),
+                              cost=cost_of(observer, request, content, usage, status))
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:  # a generator: releases the upstream connection now

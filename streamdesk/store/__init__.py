@@ -13,9 +13,11 @@ from .records import (
     StoredMessage,
     StoredReply,
     StreamCapReached,
+    UsageEntry,
 )
 from .repository import Store
 
 __all__ = ["ApiKey", "Conversation", "DatabaseLimitStorage", "Feedback", "FeedbackEntry",
            "KeyHolder", "NewConversation", "NotAReply", "ReplyInProgress", "ReplyStatus",
-           "Store", "StoredMessage", "StoredReply", "StreamCapReached", "TooManyKeys"]
+           "Store", "StoredMessage", "StoredReply", "StreamCapReached", "TooManyKeys",
+           "UsageEntry"]

@@ -66,6 +66,26 @@ class FeedbackEntry:
     reply: str
 
 
+@dataclass(frozen=True, slots=True)
+class UsageEntry:
+    """A row of the usage ledger: what one finished reply cost."""
+    at: datetime
+    user_id: str
+    provider: str
+    model: str
+    via: str  # "page" or "api"
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool  # the vendor sent no counts: ours (providers.history.estimate_tokens)
+    status: str
+    ttft_ms: int | None
+    duration_ms: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
 class NotAReply(Exception):
     """Feedback is for the assistant's replies, not the user's own messages."""
 

@@ -11,7 +11,7 @@ in the query itself, so no caller can forget it. Reads return frozen records (``
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from sqlalchemy import (
@@ -44,6 +44,7 @@ from .records import (
     StoredMessage,
     StoredReply,
     StreamCapReached,
+    UsageEntry,
     effective_status,
     utc,
 )
@@ -57,6 +58,7 @@ from .tables import (
     ReplyStopRow,
     now,
 )
+from .usage import UsageLedger, insert_entry
 
 STOP_REQUESTS_KEPT_SECONDS = 60
 _STOPS_SINCE = "SELECT message_id, requested_at FROM reply_stops WHERE requested_at >= {}"
@@ -95,6 +97,7 @@ class Store:
         self._stops_since = _STOPS_SINCE.format("?" if qmark else "%(moment)s")
         self._postgresql = self.engine.dialect.name == "postgresql"
         self.api_keys = ApiKeys(self.engine, self.writer)
+        self.usage = UsageLedger(self.engine)
         self.lane: SqliteLane | None = None  # see sqlite_lane.py
         if sqlite_lane and self.engine.dialect.name == "sqlite" \
                 and self.engine.url.database not in (None, "", ":memory:"):  # a file
@@ -262,8 +265,11 @@ class Store:
             connection.execute(update(_API_REPLIES).where(_API_REPLIES.c.id == reply_id)
                                .values(updated_at=now()))
 
-    def end_api_reply(self, reply_id: str) -> None:
-        with self._one_statement() as connection:
+    def end_api_reply(self, reply_id: str, cost: UsageEntry | None = None) -> None:
+        """The API's reply is no longer written; ``cost`` goes into the usage ledger."""
+        with self.writer.begin() if cost else self._one_statement() as connection:
+            if cost:
+                insert_entry(connection, cost)
             connection.execute(delete(_API_REPLIES).where(_API_REPLIES.c.id == reply_id))
 
     def active_streams(self, user_id: str) -> int:
@@ -304,10 +310,13 @@ class Store:
     def finish_turn(self, message_id: str, *, content: str, reasoning: str,
                     status: ReplyStatus, finish_reason: str | None,
                     error: tuple[str, str] | None = None, usage: Usage | None = None,
-                    stream_index: str | None = None) -> None:
+                    stream_index: str | None = None, cost: UsageEntry | None = None) -> None:
         """The reply's last word. ``error`` is (code, message); what is not given keeps its
-        value (a reply row starts with no error, no usage and its first stream index)."""
-        with self._one_statement() as connection:  # Core, built once: as start_turn
+        value (a reply row starts with no error, no usage and its first stream index). ``cost``
+        goes into the usage ledger in the same transaction."""
+        with self.writer.begin() if cost else self._one_statement() as connection:
+            if cost:
+                insert_entry(connection, cost)
             connection.execute(_FINISH_REPLY, {
                 "b_id": message_id, "b_content": content, "b_reasoning": reasoning,
                 "b_status": status, "b_finish_reason": finish_reason, "b_index": stream_index,
@@ -369,9 +378,10 @@ class Store:
             row.feedback_at = moment if feedback else None
             return _message(row, moment)
 
-    def feedback_since(self, moment: datetime) -> list[FeedbackEntry]:
-        """Every rated reply, rated at or after ``moment``, oldest first, with the question it
-        answered: the user message just before it."""
+    def feedback_since(self, moment: datetime,
+                       until: datetime | None = None) -> list[FeedbackEntry]:
+        """Every rated reply, rated at or after ``moment`` (and before ``until``), oldest
+        first, with the question it answered: the user message just before it."""
         question = aliased(MessageRow)
         asked = (select(question.content)
                  .where(question.conversation_id == MessageRow.conversation_id,
@@ -383,7 +393,8 @@ class Store:
                        MessageRow.feedback_rating, MessageRow.feedback_comment, asked,
                        MessageRow.content)
                 .join(ConversationRow)
-                .where(MessageRow.feedback_at >= moment)
+                .where(MessageRow.feedback_at >= moment,
+                       MessageRow.feedback_at < (until or datetime.max.replace(tzinfo=UTC)))
                 .order_by(MessageRow.feedback_at, MessageRow.seq))
             return [FeedbackEntry(utc(at), user_id, model, rating, comment, question_text or "",
                                   reply)

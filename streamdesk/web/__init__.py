@@ -17,6 +17,7 @@ from flask_session import Session as ServerSideSessions
 
 from providers import Registry, build_registry
 
+from ..chat.budgets import Budgets
 from ..chat.bus import DatabaseBus, RedisBus
 from ..chat.replies import Replies, ReplyPolicy
 from ..settings import load_settings
@@ -66,7 +67,9 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
                                               settings.save_interval_seconds,
                                               settings.max_reply_seconds,
                                               settings.max_reply_chars))
-    app.extensions["streamdesk"] = Services(settings, registry, store, replies, redis_client)
+    app.extensions["streamdesk"] = Services(
+        settings, registry, store, replies, redis_client,
+        Budgets(settings.token_budget, settings.budget_overrides))
 
     requests_log.init_app(app)
     security.init_app(app, settings)

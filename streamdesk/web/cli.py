@@ -2,18 +2,15 @@
 run at start-up) and ``flask --app app feedback export`` (the ratings users gave replies)."""
 from __future__ import annotations
 
-import csv
 import json
-import sys
 from datetime import UTC, datetime
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from ..logs import hash_user
 from ..store.schema import current_revision, head_revision
-from .serialize import iso
+from .exports import FEEDBACK_FIELDS, feedback_rows, to_csv
 from .services import services
 
 db = AppGroup("db", help="The conversation database's schema.")
@@ -35,7 +32,6 @@ def current() -> None:
 
 
 feedback = AppGroup("feedback", help="The ratings users gave replies.")
-FEEDBACK_FIELDS = ("time", "model", "rating", "comment", "question", "reply", "user")
 
 
 @feedback.command("export")
@@ -48,23 +44,11 @@ def export_feedback(form: str, since: datetime | None) -> None:
     question and the reply, and the user as the same hash the logs use."""
     app = services()
     moment = (since or datetime(1970, 1, 1)).replace(tzinfo=UTC)
-    rows = [{"time": iso(entry.at), "model": entry.model, "rating": entry.rating,
-             "comment": entry.comment or "", "question": entry.question, "reply": entry.reply,
-             "user": hash_user(entry.user_id, app.settings.secret_key)}
-            for entry in app.store.feedback_since(moment)]
+    rows = feedback_rows(app.store.feedback_since(moment), app.settings.secret_key)
     if form == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
-        return
-    writer = csv.DictWriter(sys.stdout, FEEDBACK_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({field: inert(str(value or "")) for field, value in row.items()}
-                     for row in rows)
-
-
-def inert(cell: str) -> str:
-    """A cell a spreadsheet shows as text: users and models write the comments, questions and
-    replies, and a cell starting with = + - @ (or a tab or CR) would be run as a formula."""
-    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+    else:
+        click.echo(to_csv(rows, FEEDBACK_FIELDS), nl=False)
 
 
 def init_app(app: Flask) -> None:

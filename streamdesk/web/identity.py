@@ -136,6 +136,42 @@ def sso_name(header: str) -> str:
     return name
 
 
+def current_groups() -> tuple[str, ...]:
+    """The user's groups as the SSO proxy lists them (TRUSTED_GROUPS_HEADER, comma-separated),
+    believed only from a trusted proxy; none on the API, which no proxy vouches for."""
+    header = services().settings.trusted_groups_header
+    if not header or access_of_current_view() is Access.API_KEY \
+            or not _is_trusted_proxy(request.remote_addr or ""):
+        return ()
+    return tuple(g.strip() for g in request.headers.get(header, "").split(",") if g.strip())
+
+
+def is_admin() -> bool:
+    """An operator: an SSO name in ADMIN_USERS, or a session that entered ADMIN_CODE."""
+    user_id = g.get("user_id") or ""
+    if access_of_current_view() is Access.API_KEY:
+        return False
+    if user_id.startswith("sso:"):
+        return user_id.removeprefix("sso:") in services().settings.admin_users
+    return bool(user_id) and session.get("admin") is True
+
+
+def check_admin_code(code: str) -> bool:
+    expected = services().settings.admin_code or ""
+    return bool(expected) and hmac.compare_digest(code.encode("utf-8", "surrogatepass"),
+                                                  expected.encode())
+
+
+def admit_as_admin() -> None:
+    """The session that entered ADMIN_CODE: an operator from now on (and, with an access
+    code set up, signed in too)."""
+    if services().settings.access_code:
+        admit_with_access_code()
+    else:
+        current_user_id()
+    session["admin"] = True
+
+
 def known_user_id() -> str | None:
     """The user, when this request already has one. Reading or changing what a user owns
     mints no anonymous user: a browser without a cookie owns nothing yet, and minting one

@@ -1,6 +1,6 @@
-"""Rate limits and the access-code lockout, each declared on the view it guards
-(``@limit_messages``, ``@limit_code_guesses``). The cap on replies being written is checked
-where the reply is saved, in one transaction (``streamdesk/chat/turn.py``).
+"""Rate limits, token budgets and the access-code lockout, each declared on the view it guards
+(``@limit_messages``, ``@within_budget``, ``@limit_code_guesses``). The cap on replies being
+written is checked where the reply is saved, in one transaction (``streamdesk/chat/turn.py``).
 
 Counters come from the ``limits`` library: in Redis when REDIS_URL is set, else in the app's
 own database (``streamdesk/store/rate_limits.py``), so every worker and instance counts the
@@ -19,11 +19,13 @@ from limits import RateLimitItem, parse, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
+from ..chat.budgets import BudgetExceeded, BudgetState
 from ..settings import Settings
 from ..store import DatabaseLimitStorage
 from .errors import ApiError
-from .identity import client_address, current_user_id
+from .identity import client_address, current_groups, current_user_id
 from .policies import View
+from .services import services
 
 
 class RateLimits:
@@ -106,3 +108,25 @@ def limit_code_guesses(view: View) -> View:
         limits.take_back(item, "access-code", address)
         return response
     return limited  # type: ignore[return-value]
+
+
+def within_budget(view: View) -> View:
+    """TOKEN_BUDGET (and its overrides): a user who has spent a budget gets 429
+    ``budget_exceeded``, saying when it resets (``streamdesk/chat/budgets.py``)."""
+    @wraps(view)
+    def limited(*args, **kwargs):
+        app = services()
+        if app.budgets.configured:
+            try:
+                app.budgets.check(app.store, current_user_id(), current_groups())
+            except BudgetExceeded as exceeded:
+                raise budget_refusal(exceeded.state) from None
+        return view(*args, **kwargs)
+    return limited  # type: ignore[return-value]
+
+
+def budget_refusal(state: BudgetState) -> ApiError:
+    budget, wait = state.budget, max(1, math.ceil(state.resets_at.timestamp() - time.time()))
+    return ApiError(429, "budget_exceeded",
+                    f"You have used this {budget.period}'s budget of {budget.tokens:,} tokens. "
+                    f"It resets at {state.resets_at:%Y-%m-%d %H:%M} UTC.", retry_after=wait)

@@ -7,6 +7,7 @@ from flask import current_app
 
 from providers import Registry
 
+from ..chat.budgets import Budgets
 from ..chat.replies import Replies
 from ..settings import Settings
 from ..store import Store
@@ -19,6 +20,7 @@ class Services:
     store: Store
     replies: Replies
     redis: object | None  # the Redis client when sessions live in Redis
+    budgets: Budgets
 
 
 def services() -> Services:

@@ -4,7 +4,13 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request, session
 
 from ..errors import ApiError
-from ..identity import admit_with_access_code, check_access_code
+from ..identity import (
+    admit_as_admin,
+    admit_with_access_code,
+    check_access_code,
+    check_admin_code,
+    is_admin,
+)
 from ..limits import limit_code_guesses
 from ..policies import public
 from ..services import services
@@ -26,6 +32,7 @@ def session_info():
         "access_code_required": bool(settings.access_code) and not signed_in,
         "system_prompt_locked": settings.lock_system_prompt,
         "api_keys": settings.api_keys,
+        "admin": is_admin(),
     })
 
 
@@ -34,6 +41,9 @@ def session_info():
 @limit_code_guesses
 def enter_code():
     code = read_json_object(request).get("code")
+    if isinstance(code, str) and check_admin_code(code):  # ADMIN_CODE: the operator page's
+        admit_as_admin()
+        return "", 204
     if not isinstance(code, str) or not check_access_code(code):
         raise ApiError(401, "invalid_access_code", "That access code is not right.")
     admit_with_access_code()

@@ -12,7 +12,7 @@ from ...chat.turn import OperatorRules, prepare_turn
 from ...logs import hash_user
 from ..disconnect import stop_when_gone
 from ..identity import current_user_id
-from ..limits import limit_messages
+from ..limits import limit_messages, within_budget
 from ..requests_log import current_request_id
 from ..services import services
 from ..sse import event_stream
@@ -30,6 +30,7 @@ STREAM_HEADERS = {
 
 @bp.post("/chat")
 @limit_messages
+@within_budget
 def chat():
     app = services()
     settings = app.settings
@@ -41,8 +42,8 @@ def chat():
                                             settings.max_streams_per_user))
     observer = ReplyObserver(
         provider=turn.provider.name, model_id=turn.meta.model, request_id=current_request_id(),
-        user=hash_user(user_id, settings.secret_key), message_id=turn.meta.message_id,
-        prompt=ask.message if settings.log_content else None)
+        user=hash_user(user_id, settings.secret_key), user_id=user_id,
+        message_id=turn.meta.message_id, prompt=ask.message if settings.log_content else None)
     live = app.replies.start(turn, observer)
     body = event_stream(app.replies.follow_live(user_id, live))
     if settings.cancel_on_disconnect:

@@ -27,7 +27,7 @@ from ...store.tables import new_id
 from ..disconnect import stop_when_gone
 from ..errors import ApiError
 from ..identity import current_user_id
-from ..limits import limit_messages
+from ..limits import limit_messages, within_budget
 from ..openai_input import parse_completion_request
 from ..openai_wire import Completion
 from ..policies import api_key_only
@@ -55,6 +55,7 @@ def list_models():
 @bp.post("/chat/completions")
 @api_key_only
 @limit_messages
+@within_budget
 def chat_completions():
     app = services()
     settings = app.settings
@@ -76,8 +77,8 @@ def chat_completions():
                        retry_after=STREAM_CAP_RETRY_SECONDS) from None
     reply = ApiReply(turn, reply_id, app.store, ReplyObserver(
         provider=turn.provider.name, model_id=turn.model_id, request_id=current_request_id(),
-        user=hash_user(user_id, settings.secret_key), message_id=reply_id, via="api",
-        prompt=asked.turn.messages[-1].content if settings.log_content else None),
+        user=hash_user(user_id, settings.secret_key), user_id=user_id, message_id=reply_id,
+        via="api", prompt=asked.turn.messages[-1].content if settings.log_content else None),
         max_chars=settings.max_reply_chars, time_limit_seconds=settings.max_reply_seconds)
     events = reply.events()
     first = next(events)  # the upstream's first piece, or its failure
