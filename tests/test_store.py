@@ -122,34 +122,47 @@ def test_a_write_lock_never_released_fails_after_the_timeout(store, tmp_path, mo
     assert store.conversation_messages("alice", conversation.id)[1].status == "streaming"
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
-@pytest.mark.parametrize("new_conversations", [True, False])
-def test_the_stream_cap_holds_when_a_users_turns_start_at_once(dialect, new_conversations,
-                                                               tmp_path, request):
+def cap_store(dialect, tmp_path, request) -> Store:
     url = f"sqlite:///{tmp_path / 'cap.sqlite3'}" if dialect == "sqlite" \
         else request.getfixturevalue("empty_postgres_database")
     store = Store(url)
     store.migrate()
-    existing = [store.create_conversation("alice", "t", "demo/offline").id for _ in range(12)]
-    start = threading.Barrier(12)
-    outcomes = []
+    return store
 
-    def turn(index):
-        start.wait()
+
+def at_once(count: int, start) -> list[str]:
+    """``start(index)`` on ``count`` threads released together: "started" or "refused" each."""
+    gate, outcomes = threading.Barrier(count), []
+
+    def run(index):
+        gate.wait()
         try:
-            start_turn(store, "alice", new_id() if new_conversations else existing[index], "q",
-                       max_streams=3, new_conversation=NewConversation("t", {})
-                       if new_conversations else None)
+            start(index)
             outcomes.append("started")
         except StreamCapReached:
             outcomes.append("refused")
 
-    threads = [threading.Thread(target=turn, args=(i,)) for i in range(12)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert sorted(outcomes) == ["refused"] * 9 + ["started"] * 3
+    return sorted(outcomes)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("new_conversations", [True, False])
+def test_the_stream_cap_holds_when_a_users_turns_start_at_once(dialect, new_conversations,
+                                                               tmp_path, request):
+    store = cap_store(dialect, tmp_path, request)
+    existing = [store.create_conversation("alice", "t", "demo/offline").id for _ in range(12)]
+
+    def turn(index):
+        start_turn(store, "alice", new_id() if new_conversations else existing[index], "q",
+                   max_streams=3, new_conversation=NewConversation("t", {})
+                   if new_conversations else None)
+
+    assert at_once(12, turn) == ["refused"] * 9 + ["started"] * 3
     assert store.active_streams("alice") == 3
     store.engine.dispose()
 
@@ -157,32 +170,17 @@ def test_the_stream_cap_holds_when_a_users_turns_start_at_once(dialect, new_conv
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_api_replies_and_page_replies_share_the_stream_cap_when_they_start_at_once(
         dialect, tmp_path, request):
-    url = f"sqlite:///{tmp_path / 'cap.sqlite3'}" if dialect == "sqlite" \
-        else request.getfixturevalue("empty_postgres_database")
-    store = Store(url)
-    store.migrate()
+    store = cap_store(dialect, tmp_path, request)
     conversations = [store.create_conversation("alice", "t", "demo/offline").id
                      for _ in range(6)]
-    start = threading.Barrier(12)
-    outcomes = []
 
     def turn(index):
-        start.wait()
-        try:
-            if index % 2:
-                store.start_api_reply("alice", new_id(), max_streams=4)
-            else:
-                start_turn(store, "alice", conversations[index // 2], "q", max_streams=4)
-            outcomes.append("started")
-        except StreamCapReached:
-            outcomes.append("refused")
+        if index % 2:
+            store.start_api_reply("alice", new_id(), max_streams=4)
+        else:
+            start_turn(store, "alice", conversations[index // 2], "q", max_streams=4)
 
-    threads = [threading.Thread(target=turn, args=(i,)) for i in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert sorted(outcomes) == ["refused"] * 8 + ["started"] * 4
+    assert at_once(12, turn) == ["refused"] * 8 + ["started"] * 4
     assert store.active_streams("alice") == 4
     assert store.active_streams("bob") == 0
     store.engine.dispose()

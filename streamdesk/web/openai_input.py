@@ -12,7 +12,7 @@ from providers import Message
 
 from ..chat.api_turn import ApiTurnRequest
 from .errors import ApiError
-from .validation import MAX_TOKENS_LIMIT, TEMPERATURE_RANGE, check_storable
+from .validation import check_storable, checked_max_tokens, checked_temperature
 
 MAX_MESSAGES = 1000
 _SYSTEM_ROLES = {"system", "developer"}  # "developer" is OpenAI's newer name for it
@@ -50,7 +50,8 @@ def parse_completion_request(body: dict, max_message_chars: int) -> CompletionRe
     if user is not None and not isinstance(user, str):
         raise _invalid("user", "'user' must be a string.")
     return CompletionRequest(ApiTurnRequest(
-        model=model, messages=tuple(turns), system=system, temperature=_temperature(body),
+        model=model, messages=tuple(turns), system=system,
+        temperature=checked_temperature(body.get("temperature"), "temperature"),
         max_tokens=_max_tokens(body)), stream, include_usage)
 
 
@@ -126,28 +127,11 @@ def _content(content, where: str, max_chars: int) -> str:
     return content
 
 
-def _temperature(body: dict) -> float | None:
-    value = body.get("temperature")
-    if value is None:
-        return None
-    low, high = TEMPERATURE_RANGE
-    # Compared, never converted first: float() of a 400-digit integer raises.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not low <= value <= high:
-        raise _invalid("temperature", f"'temperature' must be a number from {low:g} to {high:g}.")
-    return float(value)
-
-
 def _max_tokens(body: dict) -> int | None:
+    """``max_completion_tokens`` (OpenAI's newer name) or ``max_tokens``."""
     for field in ("max_completion_tokens", "max_tokens"):
-        value = body.get(field)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) \
-                or not 1 <= value <= MAX_TOKENS_LIMIT:
-            raise _invalid(field, f"'{field}' must be a whole number from 1 to "
-                                  f"{MAX_TOKENS_LIMIT}.")
-        return value
+        if body.get(field) is not None:
+            return checked_max_tokens(body[field], field)
     return None
 
 

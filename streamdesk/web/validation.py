@@ -101,7 +101,15 @@ def _optional_id(body: dict, field: str) -> str | None:
 
 
 def _optional_temperature(body: dict) -> float | None:
-    value = body.get("temperature")
+    return checked_temperature(body.get("temperature"), "temperature")
+
+
+def _optional_max_tokens(body: dict) -> int | None:
+    return checked_max_tokens(body.get("max_tokens"), "max_tokens")
+
+
+def checked_temperature(value, field: str) -> float | None:
+    """A temperature from 0 to 2, or None when absent; 400 ``invalid_<field>`` otherwise."""
     if value is None:
         return None
     low, high = TEMPERATURE_RANGE
@@ -109,16 +117,16 @@ def _optional_temperature(body: dict) -> float | None:
     # infinities fail the comparison.
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not low <= value <= high:
-        raise ApiError(400, "invalid_temperature",
-                       f"'temperature' must be a number from {low:g} to {high:g}.")
+        raise ApiError(400, f"invalid_{field}",
+                       f"'{field}' must be a number from {low:g} to {high:g}.")
     return float(value)
 
 
-def _optional_max_tokens(body: dict) -> int | None:
-    value = body.get("max_tokens")
+def checked_max_tokens(value, field: str) -> int | None:
+    """A whole number of tokens from 1 to MAX_TOKENS_LIMIT, or None when absent."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOKENS_LIMIT:
-        raise ApiError(400, "invalid_max_tokens",
-                       f"'max_tokens' must be a whole number from 1 to {MAX_TOKENS_LIMIT}.")
+        raise ApiError(400, f"invalid_{field}",
+                       f"'{field}' must be a whole number from 1 to {MAX_TOKENS_LIMIT}.")
     return value
