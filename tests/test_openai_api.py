@@ -15,6 +15,7 @@ import requests
 from tests.conftest import AppServer
 from tests.standins import ernie_server as ernie
 from tests.standins import spark_server as spark
+from tests.test_operations import metric
 
 SPARK_KEYS = {"SPARK_APP_ID": "app-api-01", "SPARK_API_KEY": "key-api-0123456789",
               "SPARK_API_SECRET": "secret-api-9876543210"}
@@ -162,8 +163,10 @@ def test_a_caller_that_leaves_mid_stream_stops_the_upstream_within_a_second(sdk,
     assert upstream.disconnected_at - closed < 1.0
 
 
-def test_api_calls_are_not_conversations_but_are_in_the_reply_log(server):
+def test_api_calls_are_not_conversations_but_are_in_the_reply_log_and_metrics(server):
     browser, made = make_key(server, "script")
+    counted = metric(server, "streamdesk_stream_duration_seconds_count", model="demo/offline",
+                     outcome="complete")
     completion = client(server, made["key"]).chat.completions.with_raw_response.create(
         model="demo/offline", messages=[{"role": "user", "content": "hi"}],
         extra_headers={"X-Request-ID": "req-api-log-1"})
@@ -174,6 +177,8 @@ def test_api_calls_are_not_conversations_but_are_in_the_reply_log(server):
              if line.startswith("{") and "req-api-log-1" in line and "reply finished" in line]
     assert [(e["via"], e["model"], e["outcome"]) for e in lines] == \
         [("api", "demo/offline", "complete")]
+    assert metric(server, "streamdesk_stream_duration_seconds_count", model="demo/offline",
+                  outcome="complete") == counted + 1
 
 
 # Errors, each as the SDK's own exception ---------------------------------------------------

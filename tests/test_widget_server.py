@@ -60,3 +60,20 @@ def test_a_cross_site_portal_gets_a_partitioned_cookie(make_app, fake):
 def test_a_bad_widget_setting_stops_start_up_naming_it(tmp_path, variables, named):
     with pytest.raises(SettingsError, match=named):
         load_settings({"INSTANCE_PATH": str(tmp_path), **variables})
+
+
+def test_behind_the_sso_proxy_the_widget_knows_the_user(make_app, fake):
+    app = make_app(WIDGET_ORIGINS=PORTALS, TRUSTED_USER_HEADER="X-Forwarded-User",
+                   TRUSTED_PROXIES="127.0.0.1")
+    client = app.test_client()
+    alice = {"X-Forwarded-User": "alice"}
+    assert client.get("/widget", headers=alice).status_code == 200
+    fake.enqueue(["ok"])
+    client.post("/chat", json={"message": "from the portal", "model": "fake/model"},
+                headers=alice).get_data()
+    session = client.get("/api/session", headers=alice).get_json()
+    assert session["user"] == {"kind": "sso", "name": "alice"}
+    # The full page, opened anywhere behind the same proxy, lists the widget's conversation.
+    titles = [c["title"] for c in app.test_client().get(
+        "/api/conversations", headers=alice).get_json()["conversations"]]
+    assert titles == ["from the portal"]
