@@ -131,14 +131,14 @@ class ErnieProvider(Provider):
         self._secrets = (api_key, secret_key)
         self._hint = credentials_hint
         self.tokens = tokens or shared_token_cache(self.token_url, api_key, secret_key)
-        self.session = http.upstream_session(base_url, max_connections)
+        self.upstream = http.Upstream(base_url, max_connections)
 
     def stream(self, request: ChatRequest, *, watched: bool = False) -> Iterator[Chunk]:
         return retry_before_first_chunk(lambda: self._authorised(request, watched), self.retry,
                                         self._sleep)
 
     def close(self) -> None:
-        self.session.close()
+        self.upstream.close()
 
     def reply_reserve_tokens(self, model: str) -> int:
         return ENDPOINTS.get(model, _CUSTOM)[2]
@@ -183,8 +183,8 @@ class ErnieProvider(Provider):
     def _fetch_token(self) -> tuple[str, float]:
         params = {"grant_type": "client_credentials", "client_id": self._api_key,
                   "client_secret": self._secret_key}
-        with http.post(self.session, self.token_url, f"the {self.name} token service",
-                       params=params, timeout=self.timeout) as response:
+        with self.upstream.post(self.token_url, f"the {self.name} token service",
+                                params=params, timeout=self.timeout) as response:
             status = response.status_code
             try:
                 payload = json.loads(response.content or b"null")
@@ -211,9 +211,9 @@ class ErnieProvider(Provider):
         raise UpstreamError(f"The {self.name} token service sent no access token (HTTP {status}).")
 
     def _attempt(self, url: str, body: dict, token: str, watched: bool) -> Iterator[Chunk]:
-        response = http.post(self.session, url, f"the {self.name} model service",
-                             params={"access_token": token}, json=body, stream=True,
-                             timeout=self.timeout)
+        response = self.upstream.post(url, f"the {self.name} model service",
+                                      params={"access_token": token}, json=body,
+                                      timeout=self.timeout)
         secrets = self._secrets + (token,)
         try:
             chunks = self._read(response, secrets)

@@ -17,17 +17,57 @@ from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSL
 from .errors import ProviderError, UpstreamTimeoutError, UpstreamUnavailableError
 
 
-def post(session: requests.Session, url: str, service: str, **options) -> requests.Response:
-    """``session.post``; ``service`` names the other end for the user ("the glm model service")."""
-    failure: ProviderError
-    try:
-        return session.post(url, **options)
-    except requests.Timeout:
-        failure = UpstreamTimeoutError(
-            f"{service[:1].upper()}{service[1:]} did not answer in time.")
-    except requests.RequestException:
-        failure = UpstreamUnavailableError(f"Could not connect to {service}.")
-    raise failure  # outside the except block, so the requests error is not chained to it
+class Upstream:
+    """One configured service: a pool of kept-alive connections and the headers every request
+    to it carries.
+
+    Requests go straight to requests' ``HTTPAdapter``, not through a ``Session``, whose
+    per-request merging (cookies, hooks, settings, redirects) was a tenth of a new chat's
+    set-up (docs/benchmarks.md), and two of whose habits are wrong here: it keeps the cookies
+    an upstream sets and sends them with every later request, whoever's reply it is; and it
+    follows redirects to wherever the upstream points, where only the operator names URLs. A
+    redirect is answered like any other unexpected status.
+
+    The environment's proxy variables (HTTPS_PROXY, NO_PROXY, ...) and CA bundle
+    (REQUESTS_CA_BUNDLE) are read once, here: a proxy set later needs a restart.
+    """
+
+    def __init__(self, base_url: str, max_connections: int,
+                 headers: Mapping[str, str] | None = None):
+        self.headers = {**requests.utils.default_headers(), **(headers or {}),
+                        # Compressed event streams are buffered by some servers and proxies.
+                        "Accept-Encoding": "identity"}
+        self.proxies = get_environ_proxies(base_url)
+        self.verify: str | bool = (os.environ.get("REQUESTS_CA_BUNDLE")
+                                   or os.environ.get("CURL_CA_BUNDLE") or True)
+        self.adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_connections,
+                                   max_retries=0)
+
+    def post(self, url: str, service: str, *, timeout: tuple[float, float],
+             json: object = None, params: Mapping[str, str] | None = None) -> requests.Response:
+        """POST ``json`` to ``url`` (with ``params`` in its query); the response's body is the
+        caller's to read and to close. ``service`` names the other end for the user ("the glm
+        model service"). The requests exception itself never goes further: its text carries
+        the URL, and some URLs carry secrets (ERNIE's access token is in the query string)."""
+        failure: ProviderError
+        try:
+            prepared = requests.PreparedRequest()
+            prepared.prepare_method("POST")
+            prepared.prepare_url(url, params)
+            prepared.prepare_headers(self.headers)
+            prepared.prepare_body(None, None, json)
+            prepared.prepare_hooks({})
+            return self.adapter.send(prepared, stream=True, timeout=timeout, verify=self.verify,
+                                     cert=None, proxies=self.proxies)
+        except requests.Timeout:
+            failure = UpstreamTimeoutError(
+                f"{service[:1].upper()}{service[1:]} did not answer in time.")
+        except requests.RequestException:
+            failure = UpstreamUnavailableError(f"Could not connect to {service}.")
+        raise failure  # outside the except block, so the requests error is not chained to it
+
+    def close(self) -> None:
+        self.adapter.close()
 
 
 def body_reads(response: requests.Response, size: int = 65_536) -> Iterator[bytes]:
@@ -51,23 +91,3 @@ def body_reads(response: requests.Response, size: int = 65_536) -> Iterator[byte
         raise requests.ConnectionError(e) from e
     except SSLError as e:
         raise requests.exceptions.SSLError(e) from e
-
-
-def upstream_session(base_url: str, max_connections: int,
-                     headers: Mapping[str, str] | None = None) -> requests.Session:
-    """A pooled session for one configured service. The environment's proxy variables
-    (HTTPS_PROXY, NO_PROXY, ...) and CA bundle (REQUESTS_CA_BUNDLE) are read here, once: by
-    default requests reads them again, and looks for a .netrc, on every request: about 5 % of
-    a new chat's set-up (docs/benchmarks.md). A proxy set later needs a restart."""
-    session = requests.Session()
-    session.trust_env = False
-    session.proxies.update(get_environ_proxies(base_url))
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") \
-        or True
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_connections, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers.update(headers or {})
-    # Compressed event streams are buffered by some servers and proxies: ask for none.
-    session.headers["Accept-Encoding"] = "identity"
-    return session

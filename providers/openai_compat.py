@@ -1,8 +1,8 @@
 """OpenAI-compatible chat completions over SSE: OpenAI, DeepSeek, Zhipu GLM, Qianfan v2,
 Spark's HTTP endpoint, vLLM, Ollama and the rest of the dialect.
 
-Protocol facts: docs/providers/openai.md. One ``requests.Session`` per provider
-keeps connections alive between replies.
+Protocol facts: docs/providers/openai.md. One connection pool per provider
+(``http.Upstream``) keeps connections alive between replies.
 """
 from __future__ import annotations
 
@@ -63,16 +63,15 @@ class OpenAICompatProvider(Provider):
         self.idle_timeout = idle_timeout
         self.retry = retry
         self._secrets = (api_key,)
-        self.session = http.upstream_session(base_url, max_connections, {
-            **(headers or {}), "Accept": "text/event-stream"})
-        if api_key:
-            self.session.headers["Authorization"] = f"Bearer {api_key}"
+        authorization = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.upstream = http.Upstream(base_url, max_connections, {
+            **(headers or {}), "Accept": "text/event-stream", **authorization})
 
     def stream(self, request: ChatRequest, *, watched: bool = False) -> Iterator[Chunk]:
         return retry_before_first_chunk(lambda: self._attempt(request, watched), self.retry)
 
     def close(self) -> None:
-        self.session.close()
+        self.upstream.close()
 
     def request_body(self, request: ChatRequest) -> dict:
         messages = [{"role": "system", "content": request.system}] if request.system else []
@@ -87,8 +86,8 @@ class OpenAICompatProvider(Provider):
         return body
 
     def _attempt(self, request: ChatRequest, watched: bool) -> Iterator[Chunk]:
-        response = http.post(self.session, self.url, f"the {self.name} model service",
-                             json=self.request_body(request), stream=True, timeout=self.timeout)
+        response = self.upstream.post(self.url, f"the {self.name} model service",
+                                      json=self.request_body(request), timeout=self.timeout)
         try:
             if response.status_code != 200:
                 raise self._status_error(response)
@@ -198,7 +197,7 @@ class OpenAICompatProvider(Provider):
 
 def _drain(reads: Iterator[bytes]) -> None:
     """Read what follows [DONE] (normally just the end of the chunked body): a response read
-    to its end goes back to the session's pool, one closed early loses its connection."""
+    to its end goes back to the pool, one closed early loses its connection."""
     try:
         for _ in reads:
             pass

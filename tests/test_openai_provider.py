@@ -253,6 +253,24 @@ def test_no_proxy_of_the_environment_is_honoured(upstream, proxy_environment):
     assert upstream.requests[-1]["target"] == "/v1/chat/completions"
 
 
+def test_a_cookie_set_by_the_upstream_is_never_sent_with_a_later_request(upstream):
+    # One pool serves every user's replies: a cookie kept from one reply would travel with
+    # the next user's.
+    provider = make_provider(upstream)
+    collect(provider.stream(ask("sets-cookie")))
+    text, *_ = collect(provider.stream(ask("echo")))
+    assert text == "Echo: hello [1 messages]"
+    assert "Cookie" not in upstream.requests[-1]["headers"]
+
+
+def test_a_redirect_is_an_error_and_is_not_followed(upstream):
+    # Only the operator names upstream URLs; a redirect would send the key and the
+    # conversation wherever the upstream pointed.
+    error = failure(make_provider(upstream), "redirect")
+    assert error.code == "upstream_error" and "HTTP 307" in error.message
+    assert [r["target"] for r in upstream.requests] == ["/v1/chat/completions"]
+
+
 def test_connections_are_reused_between_replies(upstream):
     provider = make_provider(upstream)
     for _ in range(3):

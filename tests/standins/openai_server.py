@@ -32,6 +32,8 @@ the behaviour, so one server can back both the provider tests and the app under 
   unchunked                a body neither chunked nor of known length (it ends when the server
                            closes): one delta, silence until released, then the rest
   malformed                one delta, then an event whose data is not JSON
+  sets-cookie              the echo, its response setting a cookie (a load balancer's, say)
+  redirect                 307 to another path of this server (a redirect keeps the POST)
 """
 from __future__ import annotations
 
@@ -143,7 +145,10 @@ class _Handler(BaseHTTPRequestHandler):
                                code="context_length_exceeded")
         if model == "unchunked":
             return self._unchunked()
-        self._start_stream()
+        if model == "redirect":
+            return self._error(307, "moved", headers={"Location": "/v1/elsewhere"})
+        self._start_stream(
+            {"Set-Cookie": "upstream_session=S3CR3T; Path=/"} if model == "sets-cookie" else {})
         if model == "hold":
             self.server.held.set()
             self._wait_for_release_or_departure()
@@ -272,10 +277,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def _start_stream(self) -> None:
+    def _start_stream(self, headers: dict | None = None) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
