@@ -72,6 +72,19 @@ def test_a_reply_is_meta_deltas_usage_done_with_ids_that_are_positions(store, fa
     assert fake.closed == 1 and live.message_id not in replies.live  # nothing kept in memory
 
 
+def test_the_upstream_is_asked_before_start_returns(store, fake):
+    # The caller's own work (its response, the session, the log line) then overlaps the
+    # model's time to its first token.
+    gate = Gate()
+    fake.enqueue([gate, "late"])
+    replies = keeper(store)
+    live = begin(store, replies, fake)
+    assert len(fake.requests) == 1 and not live.closing  # asked, and waiting on the upstream
+    gate.set()
+    assert [e.text for _, e in events_of(replies.follow_live("alice", live))
+            if type(e) is Delta] == ["late"]
+
+
 def test_hostile_model_text_is_shown_and_saved_the_same_clean_way(store, fake):
     fake.enqueue(["A\ud83d", "\ude00B", "C\x00D", Chunk(reasoning="E\udc00F"),
                   Chunk(finish_reason="stop")])

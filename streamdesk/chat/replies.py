@@ -51,6 +51,10 @@ class Replies:
         self.live[live.message_id] = live
         self.bus.generating(live)
         live.generator = gevent.spawn(self._write, turn, live, observer)
+        # Let the reply run up to its first wait, the upstream request sent, before the caller
+        # goes on: what the caller still does (its response, the session, the log line) then
+        # overlaps the model's time to its first token instead of adding to it.
+        gevent.sleep(0)
         return live
 
     def _write(self, turn: PreparedTurn, live: LiveReply, observer: ReplyObserver) -> None:
