@@ -7,12 +7,21 @@ carry secrets (ERNIE's access token travels in the query string).
 from __future__ import annotations
 
 import os
+import select
 from collections.abc import Iterator, Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
+
+try:  # the poll() of the OS, even where gevent has patched the select module
+    from gevent.monkey import get_original
+    _poll = get_original("select", "poll")
+except ImportError:  # pragma: no cover - gevent comes with the app
+    _poll = select.poll
 
 from .errors import ProviderError, UpstreamTimeoutError, UpstreamUnavailableError
 
@@ -40,8 +49,8 @@ class Upstream:
         self.proxies = get_environ_proxies(base_url)
         self.verify: str | bool = (os.environ.get("REQUESTS_CA_BUNDLE")
                                    or os.environ.get("CURL_CA_BUNDLE") or True)
-        self.adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_connections,
-                                   max_retries=0)
+        self.adapter = _Adapter(pool_connections=1, pool_maxsize=max_connections,
+                                max_retries=0)
 
     def post(self, url: str, service: str, *, timeout: tuple[float, float],
              json: object = None, params: Mapping[str, str] | None = None) -> requests.Response:
@@ -91,3 +100,51 @@ def body_reads(response: requests.Response, size: int = 65_536) -> Iterator[byte
         raise requests.ConnectionError(e) from e
     except SSLError as e:
         raise requests.exceptions.SSLError(e) from e
+
+
+class _PolledNow:
+    """urllib3 checks that a kept-alive connection is still open before reusing it, with a
+    poll() of timeout 0; gevent's poll() goes round the event loop even then, so the reply
+    paused there while POST /chat wrote its session and response, and the upstream was asked
+    only after (docs/benchmarks.md). The OS's own poll() answers at once."""
+
+    sock: object
+
+    @property
+    def is_connected(self) -> bool:
+        if self.sock is None:
+            return False
+        poller = _poll()
+        poller.register(self.sock, select.POLLIN)
+        return not poller.poll(0)  # readable while idle: closed by the other end, or garbage
+
+
+class _HTTPConnection(_PolledNow, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_PolledNow, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS has pools of its own
+            manager.pool_classes_by_scheme = _POOLS
+        return manager

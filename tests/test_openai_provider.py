@@ -278,6 +278,15 @@ def test_connections_are_reused_between_replies(upstream):
     assert len({r["client_port"] for r in upstream.requests}) == 1
 
 
+def test_a_kept_alive_connection_the_upstream_closed_is_not_reused(upstream):
+    provider = make_provider(upstream, retry=RetryPolicy(max_retries=0))
+    collect(provider.stream(ask("then-hang-up")))
+    assert upstream.hung_up.wait(5)
+    text, *_ = collect(provider.stream(ask("echo")))  # on a new connection, not the dead one
+    assert text == "Echo: hello [1 messages]"
+    assert len({r["client_port"] for r in upstream.requests}) == 2
+
+
 def test_environment_configuration():
     provider = from_env({"OPENAI_API_KEY": KEY, "OPENAI_MODELS": "gpt-4o, deepseek/chat"})
     assert [m.id for m in provider.models()] == ["openai/gpt-4o", "openai/deepseek/chat"]

@@ -33,6 +33,8 @@ the behaviour, so one server can back both the provider tests and the app under 
                            closes): one delta, silence until released, then the rest
   malformed                one delta, then an event whose data is not JSON
   sets-cookie              the echo, its response setting a cookie (a load balancer's, say)
+  then-hang-up             the echo, then the server closes the kept-alive connection
+                           (``hung_up`` is set once it is closed)
   redirect                 307 to another path of this server (a redirect keeps the POST)
 """
 from __future__ import annotations
@@ -57,6 +59,7 @@ class OpenAIStandIn(LoopbackHTTPServer):
         self.disconnected_at = 0.0  # time.monotonic() when it was noticed
         self.release = threading.Event()  # ends a "hold"
         self.held = threading.Event()  # a "hold" request has started waiting
+        self.hung_up = threading.Event()  # a "then-hang-up" connection is closed
         self.lock = threading.Lock()
 
     @property
@@ -71,6 +74,7 @@ class OpenAIStandIn(LoopbackHTTPServer):
         self.disconnected_at = 0.0
         self.release.clear()
         self.held.clear()
+        self.hung_up.clear()
 
 
 def chunk(delta: dict | None = None, finish: str | None = None, **extra) -> dict:
@@ -128,6 +132,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         if model in ("cut", "stall", "midstream-error", "malformed"):
             self.close_connection = True  # these end without a well-formed response
+        if model == "then-hang-up":  # as an upstream's idle timeout does, unannounced
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            self.server.hung_up.set()
 
     # -- behaviours -----------------------------------------------------------------------
 
