@@ -287,7 +287,8 @@ class Run:
         self.one_done = asyncio.Event()  # set as each stream ends (for sequential arrivals)
         self.cookie = ""  # --returning: the session every POST stream carries
         message = json.dumps({"bench": "ticks", "chunks": args.chunks,
-                              "interval_ms": args.interval_ms, "pad": args.pad})
+                              "interval_ms": args.interval_ms, "pad": args.pad,
+                              "think_ms": args.think_ms})
         if self.mode == "direct":
             path = "/v1/chat/completions"
             body = {"model": "bench", "stream": True, "stream_options": {"include_usage": True},
@@ -485,6 +486,8 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--interval-ms", type=float, default=50)
     parser.add_argument("--pad", type=int, default=0, help="extra bytes of text per chunk")
+    parser.add_argument("--think-ms", type=float, default=0,
+                        help="the upstream's wait before each reply's first chunk")
     parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which to connect")
     parser.add_argument("--arrival", choices=("ramp", "burst", "poisson", "sequential"),
                         default="ramp", help="how the streams open (ramp)")

@@ -386,20 +386,20 @@ def wait_healthy(url: str, proc: Proc, timeout: float = 30.0) -> None:
 
 def run_client(port: int, mode: str, streams: int, chunks: int, interval_ms: float, ramp: float,
                slack: float, pad: int = 0, followers: int = 0, arrival: str = "ramp",
-               returning: bool = False, bearer: str = "") -> dict:
+               returning: bool = False, bearer: str = "", think_ms: float = 0) -> dict:
     command = [PYTHON, str(BENCH / "client.py"), "--port", str(port), "--mode", mode,
                "--streams", str(streams), "--chunks", str(chunks),
                "--interval-ms", str(interval_ms), "--ramp", str(ramp), "--slack", str(slack),
-               "--pad", str(pad), "--arrival", arrival]
+               "--pad", str(pad), "--arrival", arrival, "--think-ms", str(think_ms)]
     if followers:
         command += ["--followers", str(followers)]
     if returning:
         command.append("--returning")
     if bearer:
         command += ["--bearer", bearer]
-    limit = ramp + chunks * interval_ms / 1000 + slack + 60
+    limit = ramp + (think_ms + chunks * interval_ms) / 1000 + slack + 60
     if arrival == "sequential":
-        limit += streams * (chunks * interval_ms / 1000 + 1)
+        limit += streams * ((think_ms + chunks * interval_ms) / 1000 + 1)
     done = subprocess.run(command, capture_output=True, text=True, timeout=limit)
     if done.returncode != 0:
         raise RuntimeError(f"client failed ({done.returncode}): {done.stderr[-3000:]}")

@@ -220,7 +220,9 @@ def _first_token_section(results: dict) -> str:
             "visit (no cookie; the app makes a session and a conversation); *returning*: one "
             "user's session cookie on every request (a new conversation each time). *added*: "
             "the relay's TTFT p50 minus the direct reading's. *server CPU per reply*: the "
-            "app's CPU seconds over the run / requests: set-up, two chunks and the save.",
+            "app's CPU seconds over the run / requests: set-up, two chunks and the save."
+            + (f" The stand-in model waits {f['think_ms']:g} ms before each first chunk, "
+               "direct and relayed." if f.get("think_ms") else ""),
             "",
             "| path | completed / failed | TTFT p50 / p90 / p99 (ms) | added p50 (ms) | "
             "server CPU per reply (ms) |",
@@ -243,7 +245,9 @@ def _first_token_section(results: dict) -> str:
             f"**Bursts.** N new chats sent at the same instant (no cookie, no ramp), each a "
             f"reply of {f.get('burst_chunks', '?')} chunks at {f['rate']:g} per second; "
             f"WEB_CONCURRENCY={f['workers']}, {f.get('store', 'SQLite')}. *per reply*: "
-            "server CPU / N.",
+            "server CPU / N."
+            + (f" The stand-in model waits {f['think_ms']:g} ms before each first chunk."
+               if f.get("think_ms") else ""),
             "",
             "| at once | path | completed / failed | chunks lost | TTFT p50 / p90 / p99 / max "
             "(ms) | chunk latency p99 (ms) | server CPU (s) (per reply, ms) | server log |",

@@ -111,7 +111,8 @@ def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, m
     machine0 = procs.machine_busy_seconds()
     result = procs.run_client(port, mode, streams, shape["chunks"], shape["interval_ms"],
                               args.ramp, slack, followers=followers, arrival=shape["arrival"],
-                              returning=shape["returning"], bearer=shape.get("bearer", ""))
+                              returning=shape["returning"], bearer=shape.get("bearer", ""),
+                              think_ms=args.think_ms)
     machine1 = procs.machine_busy_seconds()
     cpu1, up_cpu1 = sampler.cpu_total(), procs.cpu_seconds(upstream.pid)
     sampler.stop()
@@ -204,7 +205,7 @@ def run_direct(args, level: int, upstream, upstream_port: int,
     up_cpu0, machine0 = procs.cpu_seconds(upstream.pid), procs.machine_busy_seconds()
     result = procs.run_client(upstream_port, "direct", level, shape["chunks"],
                               shape["interval_ms"], args.ramp, args.slack,
-                              arrival=shape["arrival"])
+                              arrival=shape["arrival"], think_ms=args.think_ms)
     up_cpu = procs.cpu_seconds(upstream.pid) - up_cpu0
     result["upstream_cpu_s"] = round(up_cpu, 2)
     result["other_cpu_s"] = round(procs.machine_busy_seconds() - machine0 - up_cpu
@@ -340,6 +341,9 @@ def main() -> None:
     parser.add_argument("--bursts", metavar="N,N",
                         help="each N new chats sent at the same instant, direct and relayed "
                              "(full run: 200,1000)")
+    parser.add_argument("--think-ms", type=float, default=0,
+                        help="the stand-in model's wait before each reply's first chunk, as a "
+                             "real model thinks (0: at once, so every ms of the relay shows)")
     parser.add_argument("--burst-chunks", type=int, default=20,
                         help="chunks per burst reply, at --rate (20)")
     parser.add_argument("--blocking-monitor", action="store_true",
@@ -421,7 +425,7 @@ def main() -> None:
     facts = machine_facts(args.app_dir)
     facts.update(fd_limit=fds, workers=args.workers, chunks=args.chunks, rate=args.rate,
                  ramp=args.ramp, levels=levels, env=base_env, followers=args.followers,
-                 arrival=args.arrival, burst_chunks=args.burst_chunks,
+                 arrival=args.arrival, burst_chunks=args.burst_chunks, think_ms=args.think_ms,
                  store="PostgreSQL + Redis" if args.shared else "SQLite, file sessions")
     log(f"commit {facts['commit']} in {args.app_dir}; results in {out}")
     results = {"facts": facts, "levels": [], "variants": [], "render": None, "unloaded": {},

@@ -8,6 +8,9 @@ user's text) and the direct one (the bench client sends the same text itself) as
 stream. The message is JSON:
 
   {"bench": "ticks", "chunks": 200, "interval_ms": 50}   content "~<seq>@<send ns>~ "
+  ... "think_ms": 20                                     the headers at once, the first chunk
+                                                         20 ms later (a model's time to its
+                                                         first token; 0 by default)
   {"bench": "markdown", "tokens": 20000, "rate": 200}   the markdown document of markdown_doc.py
   anything else                                          20 ticks 50 ms apart
 
@@ -75,6 +78,7 @@ class Scenario:
             self.chunks = int(spec.get("chunks", 20))
             self.interval = float(spec.get("interval_ms", 50)) / 1000.0
             self.pad = b"x" * int(spec.get("pad", 0))
+        self.think = float(spec.get("think_ms", 0)) / 1000.0
 
     def content(self, seq: int) -> bytes:
         if self.kind == "markdown":
@@ -154,9 +158,12 @@ class UpstreamProtocol(asyncio.Protocol):
         self.include_usage = include_usage
         self.seq = 0
         self.loop = asyncio.get_running_loop()
-        self.t0 = self.loop.time()
+        self.t0 = self.loop.time() + self.scenario.think
         self.transport.write(_HEADERS)
-        self._send()  # the first chunk at once: time to first token is then all overhead
+        if self.scenario.think:
+            self.timer = self.loop.call_at(self.t0, self._send)
+        else:
+            self._send()  # the first chunk at once: time to first token is then all overhead
 
     def _send(self):
         self.timer = None
