@@ -76,6 +76,7 @@ class Settings:
     access_code_attempts: str  # wrong access codes per address before a lockout
     ip_rate_limit: str | None
     max_streams_per_user: int
+    stop_rate_limit: str  # stop requests per user
     token_budget: tuple[Budget, ...]  # TOKEN_BUDGET; () for none
     budget_overrides: BudgetOverrides
     trusted_groups_header: str | None  # the SSO proxy's header listing the user's groups
@@ -128,6 +129,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         access_code_attempts=_rate_limit(env, "ACCESS_CODE_ATTEMPTS") or "5 per 15 minutes",
         ip_rate_limit=_rate_limit(env, "IP_RATE_LIMIT"),
         max_streams_per_user=_integer(env, "MAX_STREAMS_PER_USER", 3, 1),
+        stop_rate_limit=_rate_limit(env, "STOP_RATE_LIMIT") or "30/minute",
         token_budget=_budgets(env.get("TOKEN_BUDGET", ""), "environment variable TOKEN_BUDGET"),
         budget_overrides=_budget_overrides(env.get("STREAMDESK_CONFIG")),
         trusted_groups_header=env.get("TRUSTED_GROUPS_HEADER") or None,

@@ -53,3 +53,18 @@ def test_someone_elses_reply_or_a_users_own_question_is_not_found(make_app, fake
         stopped = client.post(f"/api/messages/{message_id}/stop", json={})
         assert followed.status_code == stopped.status_code == 404
         assert followed.get_json()["error"]["code"] == "message_not_found"
+
+
+def test_stop_is_rate_limited_per_user_counting_every_stop(make_app, fake):
+    app = make_app(STOP_RATE_LIMIT="2/minute")
+    alice, bob = app.test_client(), app.test_client()
+    mine, theirs = (events_of(user.post("/chat", json={"message": "hi", "model": "fake/model"}))
+                    [0][1]["message_id"] for user in (alice, bob))
+    assert alice.post(f"/api/messages/{mine}/stop", json={}).status_code == 200
+    assert alice.post(f"/api/messages/{'0' * 32}/stop", json={}).status_code == 404  # counts too
+    refused = alice.post(f"/api/messages/{mine}/stop", json={})
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60
+    error = refused.get_json()["error"]
+    assert error["code"] == "rate_limited" and "Try again in" in error["message"]
+    # Another user's stops are their own.
+    assert bob.post(f"/api/messages/{theirs}/stop", json={}).status_code == 200

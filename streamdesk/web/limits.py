@@ -1,6 +1,7 @@
 """Rate limits, token budgets and the access-code lockout, each declared on the view it guards
-(``@limit_messages``, ``@within_budget``, ``@limit_code_guesses``). The cap on replies being
-written is checked where the reply is saved, in one transaction (``streamdesk/chat/turn.py``).
+(``@limit_messages``, ``@limit_stops``, ``@within_budget``, ``@limit_code_guesses``). The cap
+on replies being written is checked where the reply is saved, in one transaction
+(``streamdesk/chat/turn.py``).
 
 Counters come from the ``limits`` library: in Redis when REDIS_URL is set, else in the app's
 own database (``streamdesk/store/rate_limits.py``), so every worker and instance counts the
@@ -23,7 +24,7 @@ from ..chat.budgets import BudgetExceeded, BudgetState
 from ..settings import Settings
 from ..store import DatabaseLimitStorage
 from .errors import ApiError
-from .identity import client_address, current_groups, current_user_id
+from .identity import client_address, current_groups, current_user_id, known_user_id
 from .policies import View
 from .services import services
 
@@ -40,6 +41,7 @@ class RateLimits:
             # RATE_LIMIT: the same limit counts per address too (IP_RATE_LIMIT overrides it).
             self.per_address = self.per_user
         self.code_guesses = parse(settings.access_code_attempts)  # ACCESS_CODE_ATTEMPTS
+        self.stops = parse_many(settings.stop_rate_limit)  # STOP_RATE_LIMIT
 
     def hit(self, items: list[RateLimitItem], *keys: str) -> None:
         for item in items:
@@ -80,6 +82,21 @@ def limit_messages(view: View) -> View:
             limits.hit(limits.per_user, "chat-user", current_user_id())
         if limits.per_address:
             limits.hit(limits.per_address, "chat-ip", client_address())
+        return view(*args, **kwargs)
+    return limited  # type: ignore[return-value]
+
+
+def limit_stops(view: View) -> View:
+    """STOP_RATE_LIMIT per user (30 a minute), for ``POST /api/messages/<id>/stop``, which
+    any user may send for their own replies. A stop may write a row for another worker and
+    wait up to 5 s for it, and a person presses Stop once per reply. Every stop counts, of
+    any id. A browser that is nobody yet owns nothing to stop: its 404 needs no count (and
+    counting would mint it a session)."""
+    @wraps(view)
+    def limited(*args, **kwargs):
+        limits, user_id = _limits(), known_user_id()
+        if user_id is not None:
+            limits.hit(limits.stops, "stop-user", user_id)
         return view(*args, **kwargs)
     return limited  # type: ignore[return-value]
 

@@ -5,7 +5,8 @@
 until ``done``; an ended reply is replayed from storage. ``POST /api/messages/<id>/stop`` ends
 it wherever it is being written and answers its final status. ``PUT
 /api/messages/<id>/feedback`` rates a finished reply (👍/👎, with an optional comment). All
-three are the owner's only: anyone else's id answers 404 like one that never existed.
+three are the owner's only: anyone else's id answers 404 like one that never existed. A user
+sends at most STOP_RATE_LIMIT stops (``limits.py``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ... import metrics
 from ...store import Feedback, NotAReply, ReplyInProgress
 from ..errors import ApiError
 from ..identity import owner_or
+from ..limits import limit_stops
 from ..serialize import feedback_json
 from ..services import services
 from ..sse import event_stream
@@ -37,6 +39,7 @@ def follow(message_id: str):
 
 
 @bp.post("/<id:message_id>/stop")
+@limit_stops
 def stop(message_id: str):
     read_json_object(request)  # like every state change: JSON only, so no plain form can post it
     reply = services().replies.stop(owner_or(_not_found()), message_id)
