@@ -76,6 +76,7 @@ class Settings:
     access_code_attempts: str  # wrong access codes per address before a lockout
     ip_rate_limit: str | None
     max_streams_per_user: int
+    max_followers_per_user: int  # replies one user may follow at once, per worker process
     stop_rate_limit: str  # stop requests per user
     token_budget: tuple[Budget, ...]  # TOKEN_BUDGET; () for none
     budget_overrides: BudgetOverrides
@@ -105,6 +106,7 @@ class Settings:
 def load_settings(env: Mapping[str, str]) -> Settings:
     instance_path = env.get("INSTANCE_PATH") or DEFAULT_INSTANCE_PATH
     os.makedirs(instance_path, exist_ok=True)
+    max_streams = _integer(env, "MAX_STREAMS_PER_USER", 3, 1)
     settings = Settings(
         instance_path=instance_path,
         secret_key=env.get("SECRET_KEY") or _instance_secret(instance_path),
@@ -128,7 +130,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         rate_limit=_rate_limit(env, "RATE_LIMIT"),
         access_code_attempts=_rate_limit(env, "ACCESS_CODE_ATTEMPTS") or "5 per 15 minutes",
         ip_rate_limit=_rate_limit(env, "IP_RATE_LIMIT"),
-        max_streams_per_user=_integer(env, "MAX_STREAMS_PER_USER", 3, 1),
+        max_streams_per_user=max_streams,
+        # A few tabs per reply being written, each following it, and room to reload them.
+        max_followers_per_user=_integer(env, "MAX_FOLLOWERS_PER_USER", 4 * max_streams, 1),
         stop_rate_limit=_rate_limit(env, "STOP_RATE_LIMIT") or "30/minute",
         token_budget=_budgets(env.get("TOKEN_BUDGET", ""), "environment variable TOKEN_BUDGET"),
         budget_overrides=_budget_overrides(env.get("STREAMDESK_CONFIG")),

@@ -12,7 +12,7 @@ import requests
 
 from providers.errors import ConfigurationError
 from providers.registry import build_registry
-from streamdesk.settings import load_settings
+from streamdesk.settings import SettingsError, load_settings
 from tests.conftest import ROOT, AppServer
 
 
@@ -33,6 +33,19 @@ def test_the_development_secret_is_generated_once_and_kept_private(tmp_path):
     assert len(first) == 64 and load_settings(here).secret_key == first
     assert stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode) == 0o600
     assert load_settings({**here, "SECRET_KEY": "from-env"}).secret_key == "from-env"
+
+
+def test_followers_and_stops_are_limited_by_default_and_configurable(tmp_path):
+    here = {"INSTANCE_PATH": str(tmp_path)}
+    default = load_settings(here)
+    assert default.max_followers_per_user == 4 * default.max_streams_per_user == 12
+    assert default.stop_rate_limit == "30/minute"
+    assert load_settings({**here, "MAX_STREAMS_PER_USER": "5"}).max_followers_per_user == 20
+    chosen = load_settings({**here, "MAX_FOLLOWERS_PER_USER": "3", "STOP_RATE_LIMIT": "5/minute"})
+    assert (chosen.max_followers_per_user, chosen.stop_rate_limit) == (3, "5/minute")
+    for name, value in (("MAX_FOLLOWERS_PER_USER", "0"), ("STOP_RATE_LIMIT", "often")):
+        with pytest.raises(SettingsError, match=name):
+            load_settings({**here, name: value})
 
 
 def test_session_cookie_is_secure_when_configured(tmp_path):

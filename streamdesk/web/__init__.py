@@ -22,7 +22,7 @@ from ..chat.bus import DatabaseBus, RedisBus
 from ..chat.replies import Replies, ReplyPolicy
 from ..settings import load_settings
 from ..store import Store
-from . import cli, errors, identity, limits, requests_log, security, session_sweep
+from . import cli, errors, followers, identity, limits, requests_log, security, session_sweep
 from .policies import no_identity
 from .services import Services
 from .validation import RecordId
@@ -75,6 +75,7 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
     security.init_app(app, settings)
     identity.init_app(app)
     limits.init_app(app, settings, store.writer)
+    followers.init_app(app, settings)
     errors.init_app(app)
     cli.init_app(app)
     app.url_map.converters["id"] = RecordId

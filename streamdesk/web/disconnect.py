@@ -1,10 +1,12 @@
 """Noticing at once that a client went away, even while nothing is being written to it.
 
 A server only learns that a peer closed the connection when it next writes, which, while a
-reasoning model thinks, may be a whole heartbeat away. With CANCEL_ON_DISCONNECT the operator
-wants the reply stopped when its browser leaves, so the client's socket is watched instead:
-the hub wakes us when it becomes readable, and a peek that reads nothing means the peer
-closed it. (Bytes arriving instead, a pipelined request, end the watch.)
+reasoning model thinks, may be a whole heartbeat away (two, as the first write after a close
+still succeeds). So the client's socket is watched instead: the hub wakes us when it becomes
+readable, and a peek that reads nothing means the peer closed it. (Bytes arriving instead, a
+pipelined request, end the watch.) With CANCEL_ON_DISCONNECT the operator wants the reply
+stopped then (``stop_when_gone``); a follower of a reply just ends (``end_when_gone``), so
+that its greenlet and its place among the user's followers are free at once.
 """
 from __future__ import annotations
 
@@ -12,29 +14,22 @@ import socket
 from collections.abc import Callable, Iterable, Iterator
 
 import gevent
+from gevent import GreenletExit
+
+
+class ClientGone(GreenletExit):
+    """Raised in the greenlet serving a response whose client has closed the connection.
+
+    A GreenletExit, like ``lifecycle.ServerStopping``: gunicorn's gevent worker lets it end the
+    request quietly, and SQLAlchemy and redis-py drop a connection it interrupts mid-command
+    instead of handing it on half-read."""
 
 
 def stop_when_gone(body: Iterable[bytes], client, on_gone: Callable[[], object]
                    ) -> Iterator[bytes]:
     """``body`` as is, calling ``on_gone`` (on a greenlet of its own) once the client has
     closed its connection. ``client`` is gunicorn's socket for the request, or None."""
-    watcher = None
-    if client is not None:
-        raw = getattr(client, "_sock", client)
-        watcher = gevent.get_hub().loop.io(raw.fileno(), 1)
-
-        def readable():
-            try:
-                peeked = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return
-            except OSError:
-                peeked = b""
-            watcher.stop()
-            if not peeked:
-                gevent.spawn(on_gone)
-
-        watcher.start(readable)
+    watcher = _watch(client, lambda: gevent.spawn(on_gone))
     try:
         yield from body
     except GeneratorExit:
@@ -43,3 +38,42 @@ def stop_when_gone(body: Iterable[bytes], client, on_gone: Callable[[], object]
     finally:
         if watcher is not None:
             watcher.close()
+
+
+def end_when_gone(body: Iterable[bytes], client) -> Iterator[bytes]:
+    """``body`` as is, ended as soon as the client has closed its connection: ``ClientGone``
+    is raised where the serving greenlet waits (for the reply's next event, a database read),
+    and the server then closes the body as after a failed write. ``client`` is gunicorn's
+    socket for the request, or None (then only a failed write ends it)."""
+    serving = gevent.getcurrent()
+    # The watch is closed before the body is done, and a peer that has closed sends no next
+    # request: ClientGone cannot reach a later response on the same greenlet.
+    watcher = _watch(client, lambda: gevent.kill(serving, ClientGone))
+    try:
+        yield from body
+    finally:
+        if watcher is not None:
+            watcher.close()
+
+
+def _watch(client, on_gone: Callable[[], object]):
+    """Call ``on_gone`` from the hub once the peer of ``client`` has closed it; the watcher
+    (to close), or None without a socket to watch."""
+    if client is None:
+        return None
+    raw = getattr(client, "_sock", client)
+    watcher = gevent.get_hub().loop.io(raw.fileno(), 1)
+
+    def readable():
+        try:
+            peeked = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            peeked = b""
+        watcher.stop()
+        if not peeked:
+            on_gone()
+
+    watcher.start(readable)
+    return watcher

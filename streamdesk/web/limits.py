@@ -1,7 +1,8 @@
 """Rate limits, token budgets and the access-code lockout, each declared on the view it guards
 (``@limit_messages``, ``@limit_stops``, ``@within_budget``, ``@limit_code_guesses``). The cap
 on replies being written is checked where the reply is saved, in one transaction
-(``streamdesk/chat/turn.py``).
+(``streamdesk/chat/turn.py``); the cap on replies followed at once is counted by each worker
+(``followers.py``).
 
 Counters come from the ``limits`` library: in Redis when REDIS_URL is set, else in the app's
 own database (``streamdesk/store/rate_limits.py``), so every worker and instance counts the

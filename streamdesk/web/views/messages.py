@@ -6,6 +6,7 @@ until ``done``; an ended reply is replayed from storage. ``POST /api/messages/<i
 it wherever it is being written and answers its final status. ``PUT
 /api/messages/<id>/feedback`` rates a finished reply (👍/👎, with an optional comment). All
 three are the owner's only: anyone else's id answers 404 like one that never existed. A user
+follows at most MAX_FOLLOWERS_PER_USER replies at once on each worker (``followers.py``) and
 sends at most STOP_RATE_LIMIT stops (``limits.py``).
 """
 from __future__ import annotations
@@ -14,7 +15,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from ... import metrics
 from ...store import Feedback, NotAReply, ReplyInProgress
+from ..disconnect import end_when_gone
 from ..errors import ApiError
+from ..followers import followers
 from ..identity import owner_or
 from ..limits import limit_stops
 from ..serialize import feedback_json
@@ -32,10 +35,17 @@ MAX_EVENT_ID = 2**53  # ids are positions in a reply: anything larger is not one
 
 @bp.get("/<id:message_id>/events")
 def follow(message_id: str):
-    events = services().replies.follow(owner_or(_not_found()), message_id, _after())
+    user_id = owner_or(_not_found())
+    events = services().replies.follow(user_id, message_id, _after())
     if events is None:
         raise _not_found()
-    return Response(event_stream(events), mimetype="text/event-stream", headers=STREAM_HEADERS)
+    # A follower whose client leaves ends at once, even while the model is silent (gunicorn's
+    # gevent worker names the client's socket so). Otherwise it would keep its greenlet and its
+    # place until a write failed, two heartbeats later: a page reloaded a few times would find
+    # no place left.
+    body = end_when_gone(event_stream(events), request.environ.get("gunicorn.socket"))
+    return Response(followers().admit(user_id, body), mimetype="text/event-stream",
+                    headers=STREAM_HEADERS)
 
 
 @bp.post("/<id:message_id>/stop")
