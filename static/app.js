@@ -367,7 +367,13 @@ function stop() {
 async function requestStop(live) {
   try {
     await api.stopReply(live.messageId);
-  } catch {
+  } catch (error) {
+    if (error instanceof api.ApiError && error.status === 429) {
+      // Too many stops for now: the reply goes on, shown here as it is, and Stop works again.
+      live.stopping = false;
+      sayText(error.message);
+      return;
+    }
     live.controller.abort(); // the server could not be asked: at least stop listening
   }
 }

@@ -8,7 +8,10 @@
 // after 0.5, 1, 2 and 4 s (the count starts over whenever a try brought something), then
 // gives up and shows the reply as interrupted. A reply followed from its start (opened while
 // being written, in this tab after a reload or in another one) replaces the text shown with
-// what arrives, since the server sends the text so far first.
+// what arrives, since the server sends the text so far first. A follow refused because the
+// user follows too many replies at once (429 `too_many_followers`, other tabs) is not tried
+// again: the reply goes on at the server, and is shown as still being written, with the
+// reason, until a reload follows it.
 //
 // Time to first token runs from sending to the first delta (reasoning counts: the model has
 // started). Tokens per second divide the completion tokens (from usage, else estimated from the
@@ -36,14 +39,19 @@ const pause = (ms, signal) => new Promise((resolve) => {
   signal.addEventListener("abort", done);
 });
 
-/** Worth trying again: a network error, a body that ended early, a server busy or restarting. */
+const TOO_MANY_FOLLOWERS = "too_many_followers";
+
+/** Worth trying again: a network error, a body that ended early, a server busy or restarting
+ * (not the user's other tabs, which trying again would not close). */
 const resumable = (failure) => failure === null || failure instanceof TypeError
-  || (failure instanceof ApiError && (failure.status >= 500 || failure.status === 429));
+  || (failure instanceof ApiError && failure.code !== TOO_MANY_FOLLOWERS
+      && (failure.status >= 500 || failure.status === 429));
 
 /**
  * Stream one reply into `reply` (an AssistantMessage): the answer to `payload` (POST /chat), or
  * with `messageId` a reply already being written, followed from its start. Resolves with the
- * final status once the stream ends. Throws ApiError when the server refused `payload` before
+ * final status once the stream ends, or `streaming` when the server would not let this page
+ * follow the reply (too many followers). Throws ApiError when the server refused `payload` before
  * streaming: nothing was saved then. `onMeta(meta)` runs once, when the ids are known;
  * `onResuming(delayMs)` before each try to resume, `onResumed()` when one brings something.
  */
@@ -128,6 +136,9 @@ export async function streamReply({ payload = null, messageId = null, reply, sig
     status = done.status ?? (error ? STATUS.ERROR : STATUS.COMPLETE);
   } else if (broke?.name === "AbortError") {
     status = STATUS.CANCELLED;
+  } else if (broke instanceof ApiError && broke.code === TOO_MANY_FOLLOWERS) {
+    reply.notFollowed({ code: broke.code }); // it goes on at the server; the note says why
+    return STATUS.STREAMING;
   } else {
     status = STATUS.INTERRUPTED; // the stream broke and could not be resumed
     if (broke) error = { code: broke instanceof ApiError ? broke.code : "network", message: broke.message };

@@ -159,6 +159,13 @@ export class AssistantMessage {
     this.showNote(status, error, finishReason);
   }
 
+  /** Still being written, but not followed here (`error` says why): the text so far, with a
+   * note, and no Retry (the reply is not over). */
+  notFollowed(error) {
+    this.markdown.finish().then(() => this.element.setAttribute("aria-busy", "false"));
+    this.showNote(STATUS.STREAMING, error, null);
+  }
+
   showNote(status, error, finishReason) {
     const row = document.createElement("div");
     row.className = "note-row";
