@@ -3,6 +3,7 @@ app under gunicorn as the Procfile starts it, with every kind of provider behind
 stand-in (OpenAI-compatible, ERNIE, Spark) and the demo model."""
 from __future__ import annotations
 
+import http.client
 import json
 import sqlite3
 import threading
@@ -161,6 +162,41 @@ def test_a_caller_that_leaves_mid_stream_stops_the_upstream_within_a_second(sdk,
     closed = time.monotonic()
     assert upstream.disconnected.wait(5)
     assert upstream.disconnected_at - closed < 1.0
+
+
+def test_a_caller_that_leaves_a_whole_answer_stops_the_upstream_within_a_second(
+        server, key, fresh_upstream):
+    leaving = call(server, key, {"model": "openai/hold", "stream": False,
+                                 "messages": [{"role": "user", "content": "take your time"}]})
+    assert fresh_upstream.held.wait(5)  # silent: nothing is written before the end
+    leaving.close()
+    closed = time.monotonic()
+    assert fresh_upstream.disconnected.wait(5)
+    assert fresh_upstream.disconnected_at - closed < 1.0
+    assert wait_for_no_streams(server)  # its row is gone, and its cost is in the ledger
+    with sqlite3.connect(server.env["INSTANCE_PATH"] + "/streamdesk.sqlite3") as db:
+        row = db.execute("SELECT via, status, estimated, prompt_tokens, completion_tokens "
+                         "FROM usage WHERE model = 'openai/hold' ORDER BY id DESC").fetchone()
+    assert row[:3] == ("api", "cancelled", 1) and row[3] > 0 and row[4] == 0
+
+
+def test_a_caller_that_leaves_before_the_first_piece_stops_the_upstream_too(
+        server, key, fresh_upstream):
+    leaving = call(server, key, {"model": "openai/hold", "stream": True,
+                                 "messages": [{"role": "user", "content": "take your time"}]})
+    assert fresh_upstream.held.wait(5)
+    leaving.close()
+    closed = time.monotonic()
+    assert fresh_upstream.disconnected.wait(5)
+    assert fresh_upstream.disconnected_at - closed < 1.0
+
+
+def call(server, key: str, body: dict) -> http.client.HTTPConnection:
+    """A call sent on a connection of its own, its answer not read: the caller may leave."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("POST", "/v1/chat/completions", body=json.dumps(body), headers={
+        "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    return connection
 
 
 def test_api_calls_are_not_conversations_but_are_in_the_reply_log_and_metrics(server):

@@ -9,15 +9,16 @@ fitted to the model, the text cleaned (``model_text.py``), ``MAX_REPLY_CHARS`` a
 ``api_replies``, ended whatever happens). The observer reports it like any reply (metrics,
 the reply log).
 
-``write_api_reply`` yields typed events (``events.py``): pieces and usage as they come, then
+``ApiReply.events`` yields typed events (``events.py``): pieces and usage as they come, then
 ``Failed`` if the reply failed and ``Done`` last. It runs on the caller's greenlet, so the
-provider's own timeouts bound each silence, and closing the generator closes the upstream.
+provider's own timeouts bound each silence, and closing the generator closes the upstream; so
+does ``client_gone``, when the caller leaves while the reply waits for the upstream.
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import gevent
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 # A row of api_replies stops counting once untouched this long (STALE_STREAMING_SECONDS, 60):
 # a long reply touches its row this often.
 TOUCH_EVERY_SECONDS = 20.0
+# How soon a departed caller's reply is looked at again when it was not waiting (it was
+# writing, or in the database): it waits again within a chunk.
+GONE_RETRY_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,8 @@ class PreparedApiTurn:
 
 
 class ClientGone(GreenletExit):
-    """Raised in the caller's greenlet, where it waits for the upstream, once the caller has
-    closed its connection."""
+    """Raised in the caller's greenlet, where it waits for the upstream or for its turn, once
+    the caller has closed its connection."""
 
 
 def prepare_api_turn(ask: ApiTurnRequest, *, registry: Registry,
@@ -74,21 +78,34 @@ def prepare_api_turn(ask: ApiTurnRequest, *, registry: Registry,
 
 
 class ApiReply:
-    """One reply being written for the API; ``reading`` is True while it waits for the
-    upstream, the only moment at which ``ClientGone`` may be raised in its greenlet."""
+    """One reply being written for the API; ``waiting`` is True while it waits for the
+    upstream or for its turn, the only moments at which ``ClientGone`` may be raised in its
+    greenlet: not while it writes to the caller or to the database."""
 
     def __init__(self, turn: PreparedApiTurn, reply_id: str, store: Store,
                  observer: ReplyObserver, *, max_chars: int, time_limit_seconds: float):
         self.turn, self.reply_id, self.store, self.observer = turn, reply_id, store, observer
         self.max_chars, self.time_limit_seconds = max_chars, time_limit_seconds
-        self.reading = False
+        self.waiting = False
+        self.ended = False
+        self.cancelled = False  # the caller left: nobody is told how it ended
         self.greenlet = gevent.getcurrent()
 
     def client_gone(self) -> None:
-        if self.reading:
-            self.greenlet.kill(ClientGone, block=False)
+        """The caller left: the reply ends as cancelled, and its upstream is closed."""
+        gevent.get_hub().loop.run_callback(self._stop_when_waiting)
 
-    def events(self) -> Iterator[Delta | UsageReport | Failed | Done]:
+    def _stop_when_waiting(self) -> None:
+        # On the hub, so the greenlet cannot stop waiting between the look and the throw
+        # (greenlet.kill would throw from a later callback, wherever it is by then).
+        if self.ended:
+            return
+        if self.waiting:
+            self.greenlet.throw(ClientGone)
+        else:
+            gevent.spawn_later(GONE_RETRY_SECONDS, self.client_gone)
+
+    def events(self) -> Generator[Delta | UsageReport | Failed | Done, None, None]:
         """The reply's events. The store must already count it (``start_api_reply``)."""
         observer, store = self.observer, self.store
         observer.started()
@@ -104,11 +121,11 @@ class ApiReply:
         try:
             read = 0
             while True:
-                self.reading = True
+                self.waiting = True
                 try:
                     chunk = next(chunks, None)
                 finally:
-                    self.reading = False
+                    self.waiting = False
                 if chunk is None:
                     break
                 read += 1
@@ -138,7 +155,13 @@ class ApiReply:
                     store.touch_api_reply(self.reply_id)
                     touched = moment
                 if not read % YIELD_EVERY_CHUNKS:
-                    gevent.sleep(0)
+                    # Waiting for its turn too: an upstream that is never waited for would
+                    # otherwise never let a departed caller's reply be stopped.
+                    self.waiting = True
+                    try:
+                        gevent.sleep(0)
+                    finally:
+                        self.waiting = False
             if failure is None:
                 status, finish_reason = ReplyStatus.COMPLETE, finish_reason or "stop"
             else:
@@ -149,10 +172,12 @@ class ApiReply:
             finish_reason, failure = "error", Failed(e.code, storable(e.message))
         except (ClientGone, GeneratorExit):  # the caller left: the upstream is closed below
             status, finish_reason = ReplyStatus.CANCELLED, "cancelled"
+            self.cancelled = True
         except Exception:
             log.exception("API reply %s failed", self.reply_id)
             status, finish_reason, failure = ReplyStatus.ERROR, "error", INTERNAL
         finally:
+            self.ended = True
             close = getattr(chunks, "close", None)
             if close is not None:  # a generator: releases the upstream connection now
                 close()

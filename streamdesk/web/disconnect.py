@@ -2,11 +2,13 @@
 
 A server only learns that a peer closed the connection when it next writes, which, while a
 reasoning model thinks, may be a whole heartbeat away (two, as the first write after a close
-still succeeds). So the client's socket is watched instead: the hub wakes us when it becomes
-readable, and a peek that reads nothing means the peer closed it. (Bytes arriving instead, a
-pipelined request, end the watch.) With CANCEL_ON_DISCONNECT the operator wants the reply
-stopped then (``stop_when_gone``); a follower of a reply just ends (``end_when_gone``), so
-that its greenlet and its place among the user's followers are free at once.
+still succeeds), and for an answer sent whole only at its end. So the client's socket is
+watched instead: the hub wakes us when it becomes readable, and a peek that reads nothing means
+the peer closed it. (Bytes arriving instead, a pipelined request, end the watch.) With
+CANCEL_ON_DISCONNECT the operator wants the reply stopped then (``stop_when_gone``); an API
+call stops when its caller leaves (``ClientWatch``); a follower of a reply just ends
+(``end_when_gone``), so that its greenlet and its place among the user's followers are free at
+once.
 """
 from __future__ import annotations
 
@@ -25,19 +27,36 @@ class ClientGone(GreenletExit):
     instead of handing it on half-read."""
 
 
+class ClientWatch:
+    """Calls ``on_gone`` (on a greenlet of its own) once the client has closed its connection,
+    until ``close()``. ``client`` is gunicorn's socket for the request, or None (other servers
+    do not name it): then nothing is watched."""
+
+    def __init__(self, client, on_gone: Callable[[], object]):
+        self.on_gone = on_gone
+        self._watcher = _watch(client, lambda: gevent.spawn(on_gone))
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+
+    def __enter__(self) -> ClientWatch:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
 def stop_when_gone(body: Iterable[bytes], client, on_gone: Callable[[], object]
                    ) -> Iterator[bytes]:
-    """``body`` as is, calling ``on_gone`` (on a greenlet of its own) once the client has
-    closed its connection. ``client`` is gunicorn's socket for the request, or None."""
-    watcher = _watch(client, lambda: gevent.spawn(on_gone))
-    try:
-        yield from body
-    except GeneratorExit:
-        gevent.spawn(on_gone)  # the server noticed first (a write failed)
-        raise
-    finally:
-        if watcher is not None:
-            watcher.close()
+    """``body`` as is, calling ``on_gone`` once the client has closed its connection: watched
+    from the body's first step to its end."""
+    with ClientWatch(client, on_gone):
+        try:
+            yield from body
+        except GeneratorExit:
+            gevent.spawn(on_gone)  # the server noticed first (a write failed)
+            raise
 
 
 def end_when_gone(body: Iterable[bytes], client) -> Iterator[bytes]:

@@ -9,7 +9,8 @@ are not kept, and are counted in the metrics and the reply log (``"via": "api"``
 
 An upstream failure before the first piece is an HTTP error with the status OpenAI clients
 expect; after it, an error event ends the stream (``openai_wire.py``). A caller that closes
-the stream stops the upstream at once, even while it is silent (``disconnect.py``).
+its connection stops the upstream at once, even while it is silent and whether or not it asked
+for a stream: its socket is watched from before the first piece (``disconnect.py``).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from ...chat.turn import STREAM_CAP_RETRY_SECONDS, OperatorRules, TurnRefused
 from ...logs import hash_user
 from ...store import StreamCapReached
 from ...store.tables import new_id
-from ..disconnect import stop_when_gone
+from ..disconnect import ClientWatch
 from ..errors import ApiError
 from ..identity import current_user_id
 from ..limits import limit_messages, within_budget
@@ -80,22 +81,43 @@ def chat_completions():
         user=hash_user(user_id, settings.secret_key), user_id=user_id, message_id=reply_id,
         via="api", prompt=asked.turn.messages[-1].content if settings.log_content else None),
         max_chars=settings.max_reply_chars, time_limit_seconds=settings.max_reply_seconds)
+    # gunicorn's gevent worker names the client's socket so; other servers do not.
+    watch = ClientWatch(request.environ.get("gunicorn.socket"), reply.client_gone)
+    try:
+        response = _answer(reply, asked.stream, asked.include_usage)
+    except BaseException:
+        watch.close()
+        raise
+    response.call_on_close(watch.close)  # once sent (or given up): the reply has ended
+    return response
+
+
+def _answer(reply: ApiReply, stream: bool, include_usage: bool) -> Response:
     events = reply.events()
-    first = next(events)  # the upstream's first piece, or its failure
+    first = next(events, None)  # the upstream's first piece, or its failure
+    if first is None:
+        raise _caller_left()
     if isinstance(first, Failed):
         events.close()
         raise _failed_before_first_piece(first)
-    completion = Completion(turn.model_id)
-    events = itertools.chain((first,), events)
-    if not asked.stream:  # nothing is sent before the end: any failure is an HTTP error
-        collected = list(events)
+    completion = Completion(reply.turn.model_id)
+    rest = itertools.chain((first,), events)
+    if not stream:  # nothing is sent before the end: any failure is an HTTP error
+        collected = list(rest)
+        if reply.cancelled:
+            raise _caller_left()
         failure = next((event for event in collected if isinstance(event, Failed)), None)
         if failure is not None:
             raise _failed_before_first_piece(failure)
         return jsonify(completion.whole(collected))
-    body = stop_when_gone(completion.stream(events, asked.include_usage),
-                          request.environ.get("gunicorn.socket"), reply.client_gone)
-    return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
+    return Response(completion.stream(rest, include_usage), mimetype="text/event-stream",
+                    headers=STREAM_HEADERS)
+
+
+def _caller_left() -> ApiError:
+    """Nobody reads it: what the request's log line and metrics say (nginx's 499, "client
+    closed request")."""
+    return ApiError(499, "cancelled", "The caller closed the connection.")
 
 
 def _failed_before_first_piece(failure: Failed) -> ApiError:
