@@ -9,11 +9,21 @@ import sqlite3
 import threading
 import time
 
+import gevent
+import httpx2  # the openai SDK's HTTP client
 import openai
 import pytest
 import requests
+from gevent.event import Event as Gate
 
+from providers import ChatRequest, Message
+from providers.sse import SSEDecoder
+from streamdesk.chat.api_turn import ApiReply, PreparedApiTurn
+from streamdesk.chat.events import Delta
+from streamdesk.chat.observer import ReplyObserver
+from streamdesk.store import Store
 from tests.conftest import AppServer
+from tests.fakes import FakeProvider
 from tests.standins import ernie_server as ernie
 from tests.standins import spark_server as spark
 from tests.test_operations import metric
@@ -215,6 +225,155 @@ def test_api_calls_are_not_conversations_but_are_in_the_reply_log_and_metrics(se
         [("api", "demo/offline", "complete")]
     assert metric(server, "streamdesk_stream_duration_seconds_count", model="demo/offline",
                   outcome="complete") == counted + 1
+
+
+# Heartbeats while the model is silent -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def beating(upstream, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("openai-api-beating")
+    config = folder / "streamdesk.toml"
+    config.write_text(f"""
+[providers.openai]
+type = "openai"
+base_url = "{upstream.url}"
+models = "hold,pause"
+idle_timeout = 2
+max_retries = 0
+""")
+    server = AppServer({"STREAMDESK_CONFIG": str(config), "HEARTBEAT_SECONDS": "0.1"},
+                       folder).start()
+    yield server
+    server.stop()
+    server.assert_clean_log()
+
+
+SILENCES = pytest.mark.parametrize("model, before, after", [
+    ("openai/hold", "", "released"),  # silent before the first piece
+    ("openai/pause", "first ", "then the rest"),  # silent after it
+])
+
+
+@SILENCES
+def test_a_silent_model_gets_heartbeat_comments_on_the_wire(beating, fresh_upstream, model,
+                                                             before, after):
+    _, made = make_key(beating)
+    response = requests.post(f"{beating.url}/v1/chat/completions", stream=True, timeout=5,
+                             headers={"Authorization": f"Bearer {made['key']}"},
+                             json={"model": model, "stream": True,
+                                   "messages": [{"role": "user", "content": "think"}]})
+    assert response.status_code == 200
+    reads = response.iter_content(chunk_size=None)
+    raw = b""
+    while raw.count(b"\n\n: ping\n\n") < 2:  # whole comment lines, between events
+        raw += next(reads)
+    fresh_upstream.release.set()
+    raw += b"".join(reads)
+    silence = raw.index(b": ping")
+    assert streamed_text(raw[:silence]) == before
+    assert streamed_text(raw) == before + after and raw.endswith(b"data: [DONE]\n\n")
+
+
+def streamed_text(raw: bytes) -> str:
+    """The content of the chunks in ``raw``, read with our own SSE decoder."""
+    chunks = [json.loads(e.data) for e in SSEDecoder().feed(raw) if e.data != "[DONE]"]
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+
+
+@SILENCES
+def test_the_sdk_reads_a_reply_with_heartbeats_whole(beating, fresh_upstream, model, before,
+                                                    after):
+    _, made = make_key(beating)
+    heard = []
+
+    def hear(part: bytes) -> None:  # the model is released once a heartbeat has come
+        heard.append(part)
+        if b": ping" in part:
+            fresh_upstream.release.set()
+
+    sdk = openai.OpenAI(base_url=f"{beating.url}/v1", api_key=made["key"], max_retries=0,
+                        timeout=5, http_client=httpx2.Client(transport=Overheard(hear)))
+    chunks = list(sdk.chat.completions.create(model=model, stream=True,
+                                              messages=[{"role": "user", "content": "think"}]))
+    assert b": ping" in b"".join(heard)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == before + after
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_a_stream_begun_by_heartbeats_ends_a_later_failure_with_an_error_event(
+        beating, fresh_upstream):
+    _, made = make_key(beating)
+    stream = client(beating, made["key"]).chat.completions.create(
+        model="openai/hold", stream=True, messages=[{"role": "user", "content": "think"}])
+    with pytest.raises(openai.APIError) as raised:  # the model's idle timeout, 2 s
+        list(stream)
+    assert raised.value.code == "timeout"
+    assert not isinstance(raised.value, openai.APIStatusError)  # no HTTP error: a 200 began
+
+
+def test_a_piece_that_comes_while_a_heartbeat_is_written_waits_for_its_end(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'beats.sqlite3'}")
+    store.migrate()
+    store.start_api_reply("alice", "r1", max_streams=1)
+    fake, silence = FakeProvider(), Gate()
+    fake.enqueue(["first ", silence, "second"])
+    reply = ApiReply(PreparedApiTurn(fake, "fake/model", ChatRequest("model", (
+        Message("user", "hi"),))), "r1", store, ReplyObserver(
+        provider="fake", model_id="fake/model", request_id="r", user="u", message_id="r1",
+        user_id="alice"), max_chars=1000, time_limit_seconds=60, heartbeat_seconds=0.01)
+    events = reply.events()
+    while (first := reply.first_event(events)) is None:
+        pass
+    assert first == Delta("text", "first ")
+    written, writing, drained = [], Gate(), Gate()
+
+    def beat():  # a write that has to wait, as on a full socket buffer
+        if not writing.is_set():
+            writing.set()
+            drained.wait()
+            written.append("heartbeat")
+
+    def upstream_speaks_mid_write():
+        writing.wait()
+        silence.set()
+        gevent.idle()  # the reply has read the piece and may go on: it must wait instead
+        written.append("drained")
+        drained.set()
+
+    reply.keep_alive(beat)
+    gevent.spawn(upstream_speaks_mid_write)
+    written.append(next(events))
+    assert written == ["drained", "heartbeat", Delta("text", "second")]
+    events.close()
+
+
+class Overheard(httpx2.BaseTransport):
+    """The SDK's transport, telling ``hear`` each part of a body as it arrives."""
+
+    def __init__(self, hear):
+        self.inner, self.hear = httpx2.HTTPTransport(), hear
+
+    def handle_request(self, request):
+        response = self.inner.handle_request(request)
+        return httpx2.Response(response.status_code, headers=response.headers,
+                               stream=_Overheard(response.stream, self.hear),
+                               extensions=response.extensions)
+
+    def close(self):
+        self.inner.close()
+
+
+class _Overheard(httpx2.SyncByteStream):
+    def __init__(self, stream, hear):
+        self.stream, self.hear = stream, hear
+
+    def __iter__(self):
+        for part in self.stream:
+            self.hear(part)
+            yield part
+
+    def close(self):
+        self.stream.close()
 
 
 # Errors, each as the SDK's own exception ---------------------------------------------------

@@ -13,12 +13,20 @@ the reply log).
 ``Failed`` if the reply failed and ``Done`` last. It runs on the caller's greenlet, so the
 provider's own timeouts bound each silence, and closing the generator closes the upstream; so
 does ``client_gone``, when the caller leaves while the reply waits for the upstream.
+
+A stream shows signs of life while the model is silent, as the page's does (proxies close idle
+connections). Before the first piece the caller's greenlet waits for it with a timeout
+(``first_event``: the upstream is read on a greenlet of its own until then). After it, the
+caller's greenlet is the one blocked in the upstream read, so the hub notices each silence
+(``silence.py``: one timer per silence, nothing per chunk) and a greenlet of its own writes the
+heartbeat, never while anything else is written: the next chunk waits for that write.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import gevent
@@ -33,6 +41,7 @@ from .ledger import cost_of, estimated_usage
 from .model_text import PieceCleaner, storable
 from .observer import ReplyObserver
 from .relay import INTERNAL, TIME_LIMIT, YIELD_EVERY_CHUNKS
+from .silence import SilenceWatch
 from .turn import OperatorRules, choose_model, fit_history, system_prompt
 
 log = logging.getLogger(__name__)
@@ -43,6 +52,10 @@ TOUCH_EVERY_SECONDS = 20.0
 # How soon a departed caller's reply is looked at again when it was not waiting (it was
 # writing, or in the database): it waits again within a chunk.
 GONE_RETRY_SECONDS = 0.02
+
+ApiEvent = Delta | UsageReport | Failed | Done
+# What ``first_event`` answers for a reply that ended without a word: its caller left.
+CALLER_LEFT = Done("cancelled", ReplyStatus.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -83,13 +96,74 @@ class ApiReply:
     greenlet: not while it writes to the caller or to the database."""
 
     def __init__(self, turn: PreparedApiTurn, reply_id: str, store: Store,
-                 observer: ReplyObserver, *, max_chars: int, time_limit_seconds: float):
+                 observer: ReplyObserver, *, max_chars: int, time_limit_seconds: float,
+                 heartbeat_seconds: float | None = None):
+        """``heartbeat_seconds``: for a stream, the silence after which ``keep_alive``'s
+        ``beat`` is called; None for an answer sent whole."""
         self.turn, self.reply_id, self.store, self.observer = turn, reply_id, store, observer
         self.max_chars, self.time_limit_seconds = max_chars, time_limit_seconds
+        self.heartbeat_seconds = heartbeat_seconds
         self.waiting = False
         self.ended = False
         self.cancelled = False  # the caller left: nobody is told how it ended
+        self.greenlet = gevent.getcurrent()  # the one reading the upstream
+        # Past it, the next chunk first catches up: with the time limit, the row's touch or a
+        # heartbeat being written. One comparison per chunk for all three.
+        self.due = 0.0
+        self._deadline = self._touch_at = 0.0
+        self._first: gevent.Greenlet | None = None
+        self._beat: Callable[[], object] | None = None
+        self._beating: gevent.Greenlet | None = None
+
+    def first_event(self, events: Generator[ApiEvent, None, None]) -> ApiEvent | None:
+        """For a stream, the first of ``events``: the upstream's first piece, or how the reply
+        ended (``CALLER_LEFT`` if silently); None if it has not come within
+        ``heartbeat_seconds``: ask again. Until it comes the upstream is read on a greenlet of
+        its own, then on the one that asked."""
+        assert self.heartbeat_seconds
+        if self._first is None:  # in this request's context: its log lines keep its id
+            self._first = gevent.spawn(contextvars.copy_context().run, next, events,
+                                       CALLER_LEFT)
+        self._first.join(self.heartbeat_seconds)
+        if not self._first.ready():
+            return None
         self.greenlet = gevent.getcurrent()
+        return self._first.get()
+
+    def keep_alive(self, beat: Callable[[], object]) -> None:
+        """From now on, after each silence of ``heartbeat_seconds`` while the reply waits for
+        the upstream, ``beat`` is called on a greenlet of its own to write a sign of life (the
+        caller's greenlet, blocked in the read, cannot). Call it once the reply's first bytes
+        are written, on the greenlet that writes the rest."""
+        self._beat = beat
+
+    def _silent(self) -> None:  # on the hub, from the SilenceWatch
+        if self._beat is not None and self.waiting and self._beating is None:
+            self.due = 0.0  # the next chunk waits for this write: one writer at a time
+            self._beating = gevent.spawn(self._send_beat, self._beat)
+
+    def _send_beat(self, beat: Callable[[], object]) -> None:
+        try:
+            if self.waiting:  # still: nothing else is being written
+                beat()
+        except OSError:  # the caller left: the watch on its socket ends the reply
+            pass
+        finally:
+            self._beating = None
+
+    def _catch_up(self, moment: float) -> Failed | None:
+        """Before a chunk goes on: a heartbeat's write ends first, the row is touched when
+        due, and past the time limit the reply ends (``TIME_LIMIT``)."""
+        beating = self._beating
+        if beating is not None:
+            beating.join()
+        if moment > self._deadline:
+            return TIME_LIMIT
+        if moment >= self._touch_at:
+            self.store.touch_api_reply(self.reply_id)
+            self._touch_at = moment + TOUCH_EVERY_SECONDS
+        self.due = min(self._deadline, self._touch_at)
+        return None
 
     def client_gone(self) -> None:
         """The caller left: the reply ends as cancelled, and its upstream is closed."""
@@ -105,8 +179,9 @@ class ApiReply:
         else:
             gevent.spawn_later(GONE_RETRY_SECONDS, self.client_gone)
 
-    def events(self) -> Generator[Delta | UsageReport | Failed | Done, None, None]:
+    def events(self) -> Generator[ApiEvent, None, None]:
         """The reply's events. The store must already count it (``start_api_reply``)."""
+        self.greenlet = gevent.getcurrent()
         observer, store = self.observer, self.store
         observer.started()
         text: list[str] = []
@@ -115,8 +190,12 @@ class ApiReply:
         status = ReplyStatus.INTERRUPTED
         clean_text, clean_reasoning = PieceCleaner().clean, PieceCleaner().clean
         room = self.max_chars
-        deadline = time.monotonic() + self.time_limit_seconds
-        touched = time.monotonic()
+        started = time.monotonic()
+        self._deadline = started + self.time_limit_seconds
+        self._touch_at = started + TOUCH_EVERY_SECONDS
+        self.due = min(self._deadline, self._touch_at)
+        watch = SilenceWatch(self.heartbeat_seconds, self._silent) if self.heartbeat_seconds \
+            else _UNWATCHED
         chunks = self.turn.provider.stream(self.turn.request)
         try:
             read = 0
@@ -129,6 +208,11 @@ class ApiReply:
                 if chunk is None:
                     break
                 read += 1
+                moment = watch.last = time.monotonic()
+                if moment > self.due:
+                    failure = self._catch_up(moment)
+                    if failure is not None:
+                        break
                 if chunk.text or chunk.reasoning:
                     field = "text" if chunk.text else "reasoning"
                     piece = (clean_text(chunk.text) if chunk.text
@@ -147,13 +231,6 @@ class ApiReply:
                     usage = chunk.usage
                 elif chunk.finish_reason:
                     finish_reason = chunk.finish_reason
-                moment = time.monotonic()
-                if moment > deadline:
-                    failure = TIME_LIMIT
-                    break
-                if moment - touched > TOUCH_EVERY_SECONDS:
-                    store.touch_api_reply(self.reply_id)
-                    touched = moment
                 if not read % YIELD_EVERY_CHUNKS:
                     # Waiting for its turn too: an upstream that is never waited for would
                     # otherwise never let a departed caller's reply be stopped.
@@ -178,6 +255,9 @@ class ApiReply:
             status, finish_reason, failure = ReplyStatus.ERROR, "error", INTERNAL
         finally:
             self.ended = True
+            watch.close()
+            if self._beating is not None:  # its write ends before the reply's last ones
+                self._beating.join()
             close = getattr(chunks, "close", None)
             if close is not None:  # a generator: releases the upstream connection now
                 close()
@@ -193,3 +273,16 @@ class ApiReply:
         else:
             yield UsageReport(usage or estimated_usage(self.turn.request, "".join(text)))
         yield Done(finish_reason or "error", status)
+
+
+class _Unwatched:
+    """Where an answer sent whole notes the time of its chunks: nobody hears its silences."""
+
+    __slots__ = ("last",)
+    last: float | None
+
+    def close(self) -> None:
+        pass
+
+
+_UNWATCHED = _Unwatched()

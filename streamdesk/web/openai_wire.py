@@ -5,7 +5,7 @@ with ``data: [DONE]``, as OpenAI's servers and SDKs write and read them.
 Thinking models' reasoning goes in ``reasoning_content`` (DeepSeek's field, which OpenAI-
 compatible clients read). A failure after the first chunk ends the stream with an
 ``{"error": {...}}`` event and no ``[DONE]``, as OpenAI's servers end a failed stream; the
-SDKs raise it.
+SDKs raise it. A heartbeat is the page's comment line (``sse.PING``), which the SDKs skip.
 """
 from __future__ import annotations
 
@@ -15,14 +15,15 @@ from collections.abc import Iterable, Iterator
 
 from providers import Usage
 
-from ..chat.events import Delta, Done, Failed, UsageReport
+from ..chat.events import Delta, Done, Failed, Heartbeat, UsageReport
 from ..store.tables import new_id
+from .sse import PING
 
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _json_string = json.encoder.encode_basestring
 _FIELD = {"text": "content", "reasoning": "reasoning_content"}
 
-ApiEvent = Delta | UsageReport | Failed | Done
+ApiEvent = Delta | UsageReport | Failed | Done | Heartbeat
 
 
 def finish_reason(done: Done) -> str:
@@ -77,7 +78,8 @@ class Completion:
 
     def stream(self, events: Iterable[ApiEvent], include_usage: bool) -> Iterator[bytes]:
         """The SSE body: a first chunk with the role, one per piece, one with the finish
-        reason, the usage chunk when asked for, then ``[DONE]``; or an error event."""
+        reason, the usage chunk when asked for, then ``[DONE]``; or an error event. A comment
+        line for each heartbeat, wherever it comes."""
         tail = ',"usage":null}\n\n' if include_usage else "}\n\n"
         yield self._chunk('{"role":"assistant","content":""}', "null", tail)
         usage = None
@@ -85,6 +87,8 @@ class Completion:
             if type(event) is Delta:  # the hot path first
                 field = _FIELD[event.field]
                 yield self._chunk(f'{{"{field}":{_json_string(event.text)}}}', "null", tail)
+            elif type(event) is Heartbeat:
+                yield PING
             elif isinstance(event, UsageReport):
                 usage = event.usage
             elif isinstance(event, Failed):

@@ -20,6 +20,8 @@ the behaviour, so one server can back both the provider tests and the app under 
   midstream-error          one delta, then a data line carrying an error object
   cut                      one delta, then the connection closes (no finish, no [DONE])
   stall                    one delta, then silence (idle-timeout tests)
+  pause                    one delta, silence until released (or the client leaves), then the
+                           rest and [DONE]
   finish-no-done           finish_reason but the stream ends without [DONE]
   xss                      a reply full of script-injection attempts (XSS_PAYLOADS)
   split-crlf               CRLF line breaks cut between two writes (a CR ends one, its LF starts
@@ -183,6 +185,13 @@ class _Handler(BaseHTTPRequestHandler):
         if model == "stall":
             self._events([chunk({"content": "first "})])
             return self._wait_for_release_or_departure()
+        if model == "pause":
+            self._events([chunk({"role": "assistant", "content": ""}),
+                          chunk({"content": "first "})])
+            self.server.held.set()
+            self._wait_for_release_or_departure()
+            return self._events([chunk({"content": "then the rest"}), chunk(finish="stop")],
+                                done=True)
         if model == "finish-no-done":
             self._events([chunk({"content": "complete"}), chunk(finish="stop")])
             return self._end()

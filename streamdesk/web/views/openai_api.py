@@ -8,18 +8,22 @@ the page's messages), MAX_REPLY_CHARS and MAX_REPLY_SECONDS. Calls are not conve
 are not kept, and are counted in the metrics and the reply log (``"via": "api"``).
 
 An upstream failure before the first piece is an HTTP error with the status OpenAI clients
-expect; after it, an error event ends the stream (``openai_wire.py``). A caller that closes
-its connection stops the upstream at once, even while it is silent and whether or not it asked
-for a stream: its socket is watched from before the first piece (``disconnect.py``).
+expect; after it, an error event ends the stream (``openai_wire.py``). A stream gets the
+page's heartbeats while the model is silent, also before its first piece: a stream whose model
+says nothing for HEARTBEAT_SECONDS begins (200) with a heartbeat, and a later failure is an
+error event. A caller that closes its connection stops the upstream at once, even while it is
+silent and whether or not it asked for a stream: its socket is watched from before the first
+piece (``disconnect.py``).
 """
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Generator, Iterator
 
 from flask import Blueprint, Response, jsonify, request
 
-from ...chat.api_turn import ApiReply, prepare_api_turn
-from ...chat.events import Failed
+from ...chat.api_turn import CALLER_LEFT, ApiEvent, ApiReply, prepare_api_turn
+from ...chat.events import HEARTBEAT, Failed, Heartbeat
 from ...chat.observer import ReplyObserver
 from ...chat.turn import STREAM_CAP_RETRY_SECONDS, OperatorRules, TurnRefused
 from ...logs import hash_user
@@ -34,6 +38,7 @@ from ..openai_wire import Completion
 from ..policies import api_key_only
 from ..requests_log import current_request_id
 from ..services import services
+from ..sse import PING
 from ..validation import read_json_object, refuse_locked_system
 from .chat import STREAM_HEADERS
 
@@ -80,7 +85,8 @@ def chat_completions():
         provider=turn.provider.name, model_id=turn.model_id, request_id=current_request_id(),
         user=hash_user(user_id, settings.secret_key), user_id=user_id, message_id=reply_id,
         via="api", prompt=asked.turn.messages[-1].content if settings.log_content else None),
-        max_chars=settings.max_reply_chars, time_limit_seconds=settings.max_reply_seconds)
+        max_chars=settings.max_reply_chars, time_limit_seconds=settings.max_reply_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds if asked.stream else None)
     # gunicorn's gevent worker names the client's socket so; other servers do not.
     watch = ClientWatch(request.environ.get("gunicorn.socket"), reply.client_gone)
     try:
@@ -88,30 +94,66 @@ def chat_completions():
     except BaseException:
         watch.close()
         raise
-    response.call_on_close(watch.close)  # once sent (or given up): the reply has ended
+
+    def closed():  # sent, or given up (a write failed): a reply still written lost its caller
+        watch.close()
+        reply.client_gone()
+
+    response.call_on_close(closed)
     return response
 
 
 def _answer(reply: ApiReply, stream: bool, include_usage: bool) -> Response:
     events = reply.events()
-    first = next(events, None)  # the upstream's first piece, or its failure
-    if first is None:
-        raise _caller_left()
-    if isinstance(first, Failed):
-        events.close()
-        raise _failed_before_first_piece(first)
     completion = Completion(reply.turn.model_id)
-    rest = itertools.chain((first,), events)
     if not stream:  # nothing is sent before the end: any failure is an HTTP error
-        collected = list(rest)
+        collected = list(events)
         if reply.cancelled:
             raise _caller_left()
         failure = next((event for event in collected if isinstance(event, Failed)), None)
         if failure is not None:
             raise _failed_before_first_piece(failure)
         return jsonify(completion.whole(collected))
-    return Response(completion.stream(rest, include_usage), mimetype="text/event-stream",
-                    headers=STREAM_HEADERS)
+    # The upstream's first piece, or its failure; None while the model is still silent.
+    first = reply.first_event(events)
+    if first is CALLER_LEFT:
+        raise _caller_left()
+    if isinstance(first, Failed):
+        events.close()
+        raise _failed_before_first_piece(first)
+    response = _WritableResponse(mimetype="text/event-stream", headers=STREAM_HEADERS)
+    # The rest straight from the reply, as before heartbeats: nothing more per piece.
+    response.response = completion.stream(
+        itertools.chain(_beginning(reply, events, first, response), events), include_usage)
+    return response
+
+
+def _beginning(reply: ApiReply, events: Generator[ApiEvent, None, None],
+               first: ApiEvent | None, response: _WritableResponse
+               ) -> Iterator[ApiEvent | Heartbeat]:
+    """The reply's first event, after a heartbeat for each silence before it."""
+    while first is None:
+        yield HEARTBEAT
+        first = reply.first_event(events)
+    if first is CALLER_LEFT:
+        return
+    write = response.write  # the headers and the role's chunk are out
+    if write is not None:
+        reply.keep_alive(lambda: write(PING))
+    yield first
+
+
+class _WritableResponse(Response):
+    """A response that may be written to between two parts of its body too (heartbeats), with
+    the ``write`` callable WSGI's ``start_response`` returns."""
+
+    write: Callable[[bytes], object] | None = None
+
+    def __call__(self, environ, start_response):
+        def start(status, headers, exc_info=None):
+            self.write = start_response(status, headers, exc_info)
+            return self.write
+        return super().__call__(environ, start)
 
 
 def _caller_left() -> ApiError:
