@@ -30,7 +30,6 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import gevent
-from gevent import GreenletExit
 
 from providers import ChatRequest, Message, Provider, ProviderError, Registry, Usage
 from providers.errors import StreamInterruptedError
@@ -38,6 +37,7 @@ from providers.errors import StreamInterruptedError
 from ..store import ReplyStatus, Store
 from .events import Delta, Done, Failed, UsageReport
 from .ledger import cost_of, estimated_usage
+from .lifecycle import ClientGone
 from .model_text import PieceCleaner, storable
 from .observer import ReplyObserver
 from .relay import INTERNAL, TIME_LIMIT, YIELD_EVERY_CHUNKS
@@ -72,11 +72,6 @@ class PreparedApiTurn:
     provider: Provider
     model_id: str
     request: ChatRequest
-
-
-class ClientGone(GreenletExit):
-    """Raised in the caller's greenlet, where it waits for the upstream or for its turn, once
-    the caller has closed its connection."""
 
 
 def prepare_api_turn(ask: ApiTurnRequest, *, registry: Registry,

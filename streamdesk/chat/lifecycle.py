@@ -26,6 +26,15 @@ class ServerStopping(GreenletExit):
     """Raised in a reply's greenlet when the server stops before the reply is done."""
 
 
+class ClientGone(GreenletExit):
+    """Raised in the greenlet serving a request whose client has closed the connection, where
+    it waits (``web/disconnect.py`` watches the socket).
+
+    A GreenletExit, like ``ServerStopping``: gunicorn's gevent worker lets it end the request
+    quietly, and SQLAlchemy and redis-py drop a connection it interrupts mid-command instead
+    of handing it on half-read."""
+
+
 def track(greenlet, interruptible: Callable[[], bool] = lambda: True) -> None:
     _live[greenlet] = interruptible
 

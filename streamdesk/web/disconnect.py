@@ -16,15 +16,8 @@ import socket
 from collections.abc import Callable, Iterable, Iterator
 
 import gevent
-from gevent import GreenletExit
 
-
-class ClientGone(GreenletExit):
-    """Raised in the greenlet serving a response whose client has closed the connection.
-
-    A GreenletExit, like ``lifecycle.ServerStopping``: gunicorn's gevent worker lets it end the
-    request quietly, and SQLAlchemy and redis-py drop a connection it interrupts mid-command
-    instead of handing it on half-read."""
+from ..chat.lifecycle import ClientGone
 
 
 class ClientWatch:
