@@ -11,7 +11,9 @@
 //   the operator's WIDGET_ORIGINS (data-widget-origins, on <body>), else nothing is ever
 //   posted; messages go to window.parent with exactly that target origin, and are accepted
 //   only from window.parent with that origin. Out: "ready" once loaded, "close" (the Close
-//   button, Esc). In: "focus" (the message box), "theme" (light or dark).
+//   button, Esc). In: "focus" (the message box; with `edge`, "first" or "last", the page's first
+//   or last control: the portal's focus trap, when the panel fills a phone's screen), "theme"
+//   (light or dark).
 
 import { setLanguage } from "./i18n.js";
 import { hasModel } from "./settings.js";
@@ -19,6 +21,16 @@ import { applyTheme } from "./theme.js";
 
 const CONVERSATION_KEY = "streamdesk.widget.conversation";
 const THEMES = ["light", "dark"];
+
+// What Tab stops at, in document order (the page sets no positive tabindex).
+const TABBABLE = "a[href], button, input, select, textarea, summary, [tabindex]";
+
+/** The first or last control that Tab reaches on the page (`edge`), if any. */
+function edgeControl(edge) {
+  const controls = [...document.querySelectorAll(TABBABLE)].filter((element) =>
+    element.tabIndex >= 0 && !element.disabled && element.checkVisibility());
+  return edge === "last" ? controls.at(-1) : controls[0];
+}
 
 function allowedOrigins() {
   try {
@@ -49,7 +61,7 @@ export function initEmbed(input) {
   window.addEventListener("message", (event) => {
     if (!portal || event.source !== window.parent || event.origin !== portal) return;
     const message = event.data?.streamdesk;
-    if (message?.type === "focus") input.focus();
+    if (message?.type === "focus") (message.edge ? edgeControl(message.edge) : input)?.focus();
     else if (message?.type === "theme") showTheme(message.theme);
   });
   const close = document.getElementById("close-widget");

@@ -7,6 +7,12 @@
 // origin, with its own session. The portal's scripts are never waited for: the tag is async
 // and nothing here blocks. Messages with the frame are checked both ways: its origin and its
 // window.
+//
+// On a phone the open panel fills the screen and is a modal dialog (aria-modal): the keyboard
+// stays in it, and assistive technology leaves the covered page alone. The portal's own DOM is
+// never touched for that (no `inert` on its elements): two focus guards around the frame send
+// focus that leaves it by Tab or Shift+Tab back in at the other end. On a desktop the panel
+// sits beside the portal's page, which stays usable.
 (() => {
   const script = document.currentScript;
   if (!script || window.__streamdeskWidget) return; // one widget per page
@@ -21,6 +27,9 @@
     zh: { open: "打开对话", close: "关闭对话", panel: "对话" },
   }[lang];
   const title = data.title || words.panel;
+  // Where the panel fills the screen (the style sheet below) and so becomes modal.
+  const FULL_SCREEN = "(max-width: 640px)";
+  const fullScreen = matchMedia(FULL_SCREEN);
   // The panel stays open across the portal's pages: a new page reopens it (and the chat
   // resumes a reply still being written).
   const OPEN_KEY = "streamdesk.widget.open";
@@ -72,7 +81,8 @@
     .panel.dark { background: #16181d; }
     .panel[hidden] { display: none; }
     iframe { width: 100%; height: 100%; border: 0; display: block; }
-    @media (max-width: 640px) {
+    .guard { position: absolute; width: 1px; height: 1px; overflow: hidden; outline: none; }
+    @media ${FULL_SCREEN} {
       .panel { inset: 0; width: 100vw; height: 100dvh; border-radius: 0; }
       .panel:not([hidden]) + .launcher { display: none; }
     }
@@ -87,7 +97,20 @@
   const frame = document.createElement("iframe");
   frame.title = title;
   frame.setAttribute("allow", "clipboard-write");
-  panel.append(frame);
+  // The focus trap of the modal panel. The frame's content is on another origin: its keys
+  // never reach this script, so the way out is watched where focus goes next. Tab past the
+  // frame's last control lands on the guard after it, Shift+Tab before its first on the one
+  // before it; each hands focus back to the frame's control at the other end.
+  const guard = (edge) => {
+    const element = document.createElement("span");
+    element.className = "guard";
+    element.tabIndex = 0;
+    element.hidden = true; // only while the panel is modal
+    element.addEventListener("focus", () => enterFrame(edge));
+    return element;
+  };
+  const guards = [guard("last"), guard("first")];
+  panel.append(guards[0], frame, guards[1]);
 
   const launcher = document.createElement("button");
   launcher.type = "button";
@@ -114,6 +137,25 @@
     if (frameReady) frame.contentWindow?.postMessage({ streamdesk: message }, chatOrigin);
   }
 
+  /** Focus into the frame: its first or last control (`edge`), or just the frame. */
+  function enterFrame(edge) {
+    frame.focus({ preventScroll: true });
+    if (edge) tell({ type: "focus", edge });
+  }
+
+  const isModal = () => !panel.hidden && fullScreen.matches;
+  /** Make the panel modal or not, as it is open and the screen is narrow; the focus goes in
+   * when it becomes modal with the focus on the covered page. */
+  function setModal() {
+    const modal = isModal();
+    if (modal) panel.setAttribute("aria-modal", "true");
+    else panel.removeAttribute("aria-modal");
+    for (const element of guards) element.hidden = !modal;
+    // The page behind is covered: focus left there would be invisible. The frame itself, not
+    // the message box: a phone's keyboard only opens when the reader asks for the box.
+    if (modal && document.activeElement !== host) enterFrame(null);
+  }
+
   function open(focus) {
     if (!frame.src) {
       const query = new URLSearchParams({ lang, theme: theme(), host: location.origin });
@@ -131,6 +173,7 @@
       frame.focus();
       tell({ type: "focus" });
     }
+    setModal();
   }
 
   function close() {
@@ -139,6 +182,7 @@
     launcher.setAttribute("aria-expanded", "false");
     launcher.setAttribute("aria-label", words.open);
     remember(false);
+    setModal();
     launcher.focus();
   }
 
@@ -165,6 +209,14 @@
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", followTheme);
   new MutationObserver(followTheme).observe(document.documentElement,
     { attributes: true, attributeFilter: ["class", "data-theme", "style"] });
+
+  // The modal panel: as the screen changes (a phone turned, a window made narrow), and
+  // against focus that reaches the covered page all the same (Tab from the browser's toolbar,
+  // a script of the portal's), which is sent back into the panel.
+  fullScreen.addEventListener("change", setModal);
+  document.addEventListener("focusin", (event) => {
+    if (isModal() && event.target !== host) enterFrame("first");
+  });
 
   const mount = () => {
     document.body.append(host);

@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 pytest.register_assert_rewrite("tests.browser")
@@ -223,16 +224,35 @@ class Widget:
         self.cdp = page.context.new_cdp_session(page)
 
     def _launcher_node(self) -> int:
+        return self._node("BUTTON", "launcher")["backendNodeId"]
+
+    def _node(self, name: str, class_name: str) -> dict:
+        """The shadow root's element <name class="class_name">, as the DevTools protocol has it
+        (attributes a dict)."""
         root = self.cdp.send("DOM.getDocument", {"depth": -1, "pierce": True})["root"]
         nodes = [root]
         while nodes:
             node = nodes.pop()
             names_and_values = node.get("attributes", [])
             attributes = dict(zip(names_and_values[::2], names_and_values[1::2], strict=True))
-            if node.get("nodeName") == "BUTTON" and attributes.get("class") == "launcher":
-                return node["backendNodeId"]
+            if node.get("nodeName") == name and attributes.get("class", "").split()[:1] == [
+                    class_name]:
+                return {**node, "attributes": attributes}
             nodes += node.get("children", []) + node.get("shadowRoots", [])
-        raise AssertionError("no launcher on the page")
+        raise AssertionError(f"no {name.lower()}.{class_name} on the page")
+
+    def panel_attributes(self) -> dict:
+        """The panel's attributes (role, aria-label, aria-modal...)."""
+        return self._node("DIV", "panel")["attributes"]
+
+    def dialog(self) -> dict:
+        """The open panel as assistive technology sees it: role, name, modal."""
+        (node,) = self.cdp.send("Accessibility.getPartialAXTree", {
+            "backendNodeId": self._node("DIV", "panel")["backendNodeId"],
+            "fetchRelatives": False})["nodes"]
+        properties = {p["name"]: p["value"]["value"] for p in node.get("properties", [])}
+        return {"role": node["role"]["value"], "name": node["name"]["value"],
+                "modal": properties.get("modal", False)}
 
     def on_launcher(self, function: str):
         """Call the JavaScript `function` with the launcher as `this`; its value."""
@@ -475,6 +495,115 @@ def test_a_reply_being_written_goes_on_across_the_portals_pages(open_portal, fre
     expect(last_reply(full).locator(".body")).to_have_text("first then the rest")
 
 
+# -- the keyboard: modal on a phone, not on a desktop --------------------------------------------
+
+# Where the portal's page has the focus: None when it is in the widget (its host element).
+PORTAL_FOCUS = """() => {
+    const focused = document.activeElement;
+    if (focused === document.querySelector('[data-streamdesk-widget]')) return null;
+    if (!focused || focused === document.body) return 'portal: nothing';
+    return `portal: ${focused.tagName.toLowerCase()} ${focused.textContent.trim()}`;
+}"""
+# The panel's focused control, once the focus has reached one (a guard of the focus trap hands
+# it on with a message).
+PANEL_FOCUS = """() => {
+    const focused = document.activeElement;
+    if (!document.hasFocus() || !focused || focused === document.body) return null;
+    return focused.id || focused.textContent.trim();
+}"""
+# Every control of the empty panel that Tab stops at, in order (ids, else texts).
+PANEL_CONTROLS = ["Skip to the message box", "new-chat", "close-widget", STARTER, "messages",
+                  "input", "send"]
+
+
+def tab_through(page, widget: Widget, key: str, presses: int) -> list[str]:
+    """Press `key` (Tab, Shift+Tab) `presses` times; where the focus is after each press: an
+    element of the portal's page ("portal: a Go to page two"), the launcher, or the panel's
+    control (its id, else its text), or "panel: nothing" when no control there has it."""
+    stops = []
+    for _ in range(presses):
+        page.keyboard.press(key)
+        stop = page.evaluate(PORTAL_FOCUS)
+        if stop is None:
+            on_launcher = widget.on_launcher("function () { return this.matches(':focus'); }")
+            try:
+                stop = "launcher" if on_launcher else wait_until(widget.frame, PANEL_FOCUS,
+                                                                 timeout_ms=2000)
+            except PlaywrightError:
+                stop = "panel: nothing"
+        stops.append(stop)
+    return stops
+
+
+def round_the_panel(after: str, presses: int, backward: bool = False) -> list[str]:
+    """The stops of `presses` presses going round PANEL_CONTROLS from `after`."""
+    order = PANEL_CONTROLS[::-1] if backward else PANEL_CONTROLS
+    start = order.index(after) + 1
+    return [order[(start + n) % len(order)] for n in range(presses)]
+
+
+def test_on_a_phone_the_open_panel_keeps_the_keyboard_in_it(open_portal):
+    page = open_portal("/one.html?model=helpdesk/echo&title=IT+help", size="phone")
+    widget = Widget(page)
+    widget.click_launcher()
+    chat = widget.chat()
+    expect(chat.get_by_role("textbox", name="Message")).to_be_focused()
+    # Tab and Shift+Tab go round the panel's controls (twice here), from the last to the first
+    # and back, and never reach the page behind.
+    presses = 2 * len(PANEL_CONTROLS)
+    forward = tab_through(page, widget, "Tab", presses)
+    assert forward == round_the_panel("input", presses), forward
+    backward = tab_through(page, widget, "Shift+Tab", presses)
+    assert backward == round_the_panel(forward[-1], presses, backward=True), backward
+    # A modal dialog for assistive technology: the page behind is not to be read.
+    assert widget.dialog() == {"role": "dialog", "name": "IT help", "modal": True}
+    # Focus put on the page behind all the same (a script of the portal's, Tab from the
+    # browser's toolbar) comes back to the panel's first control.
+    page.locator("#portal-button").focus()
+    assert page.evaluate(PORTAL_FOCUS) is None
+    assert wait_until(widget.frame, PANEL_FOCUS) == PANEL_CONTROLS[0]
+    # Modal as long as it fills the screen: not in a window made wider, again once narrow.
+    page.set_viewport_size(SIZES["desktop"])
+    wait_until(page, "() => innerWidth === 1280")
+    assert widget.dialog()["modal"] is False
+    page.set_viewport_size(SIZES["phone"])
+    wait_until(page, "() => innerWidth === 390")
+    assert widget.dialog()["modal"] is True
+
+    # Esc still closes it, focus on the launcher; the page is the reader's again.
+    page.keyboard.press("Escape")
+    widget.panel("hidden")
+    assert widget.launcher()["focused"] is True
+    assert "aria-modal" not in widget.panel_attributes()
+    assert tab_through(page, widget, "Tab", 2)[-1] == "portal: button Search the intranet"
+
+    # Reopened by the portal's next page, the panel covers it: it takes the focus (the frame,
+    # not the message box: no keyboard pops up), and keeps it.
+    widget.click_launcher()
+    widget.chat()
+    page.goto(page.url.replace("/one.html", "/two.html"))
+    widget = Widget(page)
+    chat = widget.chat()
+    wait_until(page, f"() => ({PORTAL_FOCUS})() === null")
+    expect(chat.get_by_role("textbox", name="Message")).not_to_be_focused()
+    stops = tab_through(page, widget, "Shift+Tab", len(PANEL_CONTROLS) + 1)
+    assert stops == round_the_panel("Skip to the message box", len(PANEL_CONTROLS) + 1,
+                                    backward=True), stops
+
+
+def test_on_a_desktop_the_open_panel_lets_the_keyboard_reach_the_page(open_portal):
+    page = open_portal("/one.html?model=helpdesk/echo")
+    widget = Widget(page)
+    widget.click_launcher()
+    chat = widget.chat()
+    expect(chat.get_by_role("textbox", name="Message")).to_be_focused()
+    stops = tab_through(page, widget, "Tab", 5)
+    assert stops[:2] == ["send", "launcher"], stops  # the panel does not hold the focus
+    assert "portal: a Go to page two" in stops, stops
+    assert widget.dialog() == {"role": "dialog", "name": "Chat", "modal": False}
+    assert widget.frame.frame_element().is_visible()  # the panel stays open beside the page
+
+
 # -- who may frame it, and what crosses ---------------------------------------------------------
 
 def test_a_portal_not_in_widget_origins_shows_nothing_of_the_chat(open_portal):
@@ -631,10 +760,11 @@ def test_a_chinese_portal_gets_the_panel_in_chinese(open_portal, widget_app):
     expect(full.locator("#new-chat")).to_have_text("New chat")
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_axe_finds_no_violations_in_the_panel_or_on_the_portal(open_portal, scheme):
+@pytest.mark.parametrize(("scheme", "size"), [("light", "desktop"), ("dark", "desktop"),
+                                              ("light", "phone")])  # phone: the modal panel
+def test_axe_finds_no_violations_in_the_panel_or_on_the_portal(open_portal, scheme, size):
     page = open_portal("/one.html?model=helpdesk/echo&title=IT+help", color_scheme=scheme,
-                       open_shadow=True)
+                       size=size, open_shadow=True)
     widget = Widget(page)
     assert portal_axe(page) == []  # the launcher included: its shadow root is open here
     widget.click_launcher()
