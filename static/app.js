@@ -465,6 +465,8 @@ async function start() {
   const session = await signIn($("access-dialog"));
   if (session.system_prompt_locked) settingsDialog.lockSystemPrompt();
   keysDialog.enable(session.api_keys === true);
+  const adminLink = $("open-admin"); // the operators' page; not in the widget's panel
+  if (adminLink) adminLink.hidden = session.admin !== true;
   const [models, formatted] = await Promise.all([api.listModels(), loadRenderer()]);
   fillModelPicker(ui.model, models);
   embed?.pickModel(ui.model);

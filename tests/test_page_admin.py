@@ -49,6 +49,7 @@ label = "Desk echo"
 COMMENT = 'It <b>ignored</b> my question & "floor 3"'
 QUESTION = "How do I reset my password?"
 FOR_OPERATORS = "This page is for operators"
+ADMIN_LINK = "Usage and feedback"  # the chat page's link to /admin, for operators
 CSV_HEADERS = {
     "by-user": "key,replies,prompt_tokens,completion_tokens,total_tokens,estimated_replies,"
                "failed_replies",
@@ -74,8 +75,9 @@ def start_app(upstream, tmp_path_factory, **env: str) -> AppServer:
 
 @pytest.fixture(scope="module")
 def ops_server(upstream, tmp_path_factory):
-    """Anyone may chat (no access code); the operator enters ADMIN_CODE on /admin."""
-    server = start_app(upstream, tmp_path_factory)
+    """Anyone may chat (no access code); the operator enters ADMIN_CODE on /admin. The widget's
+    panel is on too (/widget), for a portal that does not matter here."""
+    server = start_app(upstream, tmp_path_factory, WIDGET_ORIGINS="https://portal.example.com")
     yield server
     server.stop()
     server.assert_clean_log()
@@ -406,6 +408,48 @@ def test_the_access_dialog_takes_the_operator_code(gated_server, opener):
     as_operator(page)
 
 
+def test_the_chat_page_links_operators_and_no_one_else_to_their_page(ops_server, opener):
+    visitor = opener(ops_server)
+    wait_until_ready(visitor)
+    expect(visitor.get_by_role("link", name=ADMIN_LINK)).to_have_count(0)
+    expect(visitor.locator("#open-admin")).to_be_hidden()
+    visitors_session = fetch_json(visitor, "/api/session")[1]
+    assert visitors_session["admin"] is False
+
+    operator = opener(ops_server, "/admin")
+    as_operator(operator)
+    operator.goto("/")
+    wait_until_ready(operator)
+    link = operator.get_by_role("link", name=ADMIN_LINK)
+    expect(link).to_be_visible()
+    assert axe_violations(operator) == []
+    # All the server tells is `admin` in GET /api/session: the page is the same for both, and
+    # so is the rest of the session's answer.
+    operators_session = fetch_json(operator, "/api/session")[1]
+    assert operators_session == {**visitors_session, "admin": True}
+    assert visitor.request.get("/").text() == operator.request.get("/").text()
+
+    operator.select_option("#language", "zh-CN")
+    expect(operator.get_by_role("link", name="用量与反馈")).to_be_visible()
+    operator.select_option("#language", "en")
+    link.click()
+    expect(operator).to_have_url(f"{ops_server.url}/admin")
+    expect(operator.get_by_role("heading", name="Usage by user")).to_be_visible()
+
+    # On a phone, in the conversations drawer beside the API keys.
+    operator.set_viewport_size(SIZES["phone"])
+    operator.goto("/")
+    wait_until_ready(operator)
+    expect(link).to_be_hidden()
+    operator.get_by_role("button", name="Show conversations").click()
+    expect(link).to_be_visible()
+    assert axe_violations(operator) == []
+    # Never in the widget's panel, an operator's or not.
+    operator.goto("/widget")
+    wait_until_ready(operator)
+    expect(operator.locator("#open-admin")).to_have_count(0)
+
+
 def test_sso_operators_are_named_in_admin_users(upstream, tmp_path_factory, opener):
     server = start_app(upstream, tmp_path_factory, TRUSTED_USER_HEADER="X-Forwarded-User",
                        TRUSTED_PROXIES="127.0.0.1", ADMIN_USERS="alice")
@@ -417,12 +461,19 @@ def test_sso_operators_are_named_in_admin_users(upstream, tmp_path_factory, open
         expect(page.locator(".operator-code")).to_be_hidden()
         expect(page.locator("#report")).to_be_hidden()
         assert fetch_json(page, "/api/admin/models")[0] == 403
+        page.goto("/")
+        wait_until_ready(page)
+        expect(page.get_by_role("link", name=ADMIN_LINK)).to_have_count(0)
+        assert fetch_json(page, "/api/session")[1]["admin"] is False
         # An operator by name sees the figures at once.
         page = opener(server, "/admin", extra_http_headers={"X-Forwarded-User": "alice"})
         expect(page.get_by_role("heading", name="Usage by user")).to_be_visible()
         expect_loaded(page)
         expect(page.get_by_role("heading", name=FOR_OPERATORS)).to_be_hidden()
         expect(page.locator("#by-user-table td.empty-row")).to_have_text("Nothing in this period.")
+        page.goto("/")
+        wait_until_ready(page)
+        expect(page.get_by_role("link", name=ADMIN_LINK)).to_be_visible()
     finally:
         server.stop()
     server.assert_clean_log()
