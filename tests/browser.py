@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,20 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
+
+
+# The two widths every page test that looks at the layout uses.
+SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+# Screenshots for a person to look at (git ignores the folder).
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def shoot(page, name: str, **options) -> Path:
+    """A screenshot of ``page`` (or of a locator) into ``test-artifacts/``; its path."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=path, **options)
+    return path
 
 
 _playwright = {"instance": None, "users": 0}
@@ -75,30 +90,46 @@ def page_server(upstream, tmp_path_factory):
     server.assert_clean_log()
 
 
+class Users:
+    """Pages of new browser contexts (each a new user) on an app; their uncaught JavaScript
+    errors are collected, and ``close`` fails the test if there were any."""
+
+    def __init__(self, browser):
+        self.browser, self.contexts, self.errors = browser, [], []
+
+    def open(self, server, path: str = "/", **options):
+        """A page of a new context on ``server`` (``base_url`` in ``options`` overrides it)."""
+        options.setdefault("viewport", SIZES["desktop"])
+        options.setdefault("locale", "en-US")
+        options.setdefault("base_url", server.url)
+        context = self.browser.new_context(**options)
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.goto(path)
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+        assert not self.errors, f"JavaScript errors on the page: {self.errors}"
+
+
 @pytest.fixture
 def open_page(browser, page_server):
-    """open_page(path="/", **context_options) -> a page of a new context (a new user).
+    """open_page(path="/", **context_options) -> a ready page of a new context (a new user).
 
     Every page opened is checked at the end for uncaught JavaScript errors.
     """
-    contexts, errors = [], []
+    users = Users(browser)
 
     def open_(path: str = "/", **options):
-        options.setdefault("viewport", {"width": 1280, "height": 800})
-        options.setdefault("locale", "en-US")
-        options.setdefault("base_url", page_server.url)
-        context = browser.new_context(**options)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(path)
+        page = users.open(page_server, path, **options)
         wait_until_ready(page)
         return page
 
     yield open_
-    for context in contexts:
-        context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    users.close()
 
 
 def wait_until(page, predicate: str, arg=None, timeout_ms: float = 15_000):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,9 +16,12 @@ from playwright.sync_api import expect
 
 pytest.register_assert_rewrite("tests.browser")
 from tests.browser import (  # noqa: E402
+    SIZES,
+    Users,
     conversation_json,
     last_reply,
     send_message,
+    shoot,
     wait_until,
     wait_until_ready,
 )
@@ -28,8 +30,6 @@ from tests.test_page_a11y import axe_violations  # noqa: E402
 
 pytest_plugins = ["tests.browser"]  # browser: shared by all page tests
 
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
-SHOTS = Path("/tmp/shots")
 ADMIN_CODE = "operator-code-4821"
 ACCESS_CODE = "chat-code-1357"
 # An echo of the stand-in costs 18 tokens, less than the day's budget; a reply of the demo
@@ -90,28 +90,6 @@ def gated_server(upstream, tmp_path_factory):
     yield server
     server.stop()
     server.assert_clean_log()
-
-
-class Users:
-    """Pages of new browser contexts (each a new user) on an app; JavaScript errors collected."""
-
-    def __init__(self, browser):
-        self.browser, self.contexts, self.errors = browser, [], []
-
-    def open(self, server: AppServer, path: str = "/", **options):
-        options.setdefault("viewport", SIZES["desktop"])
-        options.setdefault("locale", "en-US")
-        context = self.browser.new_context(base_url=server.url, **options)
-        self.contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-        page.goto(path)
-        return page
-
-    def close(self) -> None:
-        for context in self.contexts:
-            context.close()
-        assert not self.errors, f"JavaScript errors on the page: {self.errors}"
 
 
 @pytest.fixture
@@ -198,13 +176,6 @@ def table_texts(page, name: str) -> dict:
 def number(n: int) -> str:
     return f"{n:,}"  # as en-US writes it
 
-
-def shoot(page, name: str, **options) -> None:
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=SHOTS / name, **options)
-    artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    shutil.copy(SHOTS / name, artifacts / name)
 
 
 def no_page_overflow(page) -> None:

@@ -4,22 +4,18 @@ them off (API_KEYS=off)."""
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 import requests
 from playwright.sync_api import expect
 
 pytest.register_assert_rewrite("tests.browser")
-from tests.browser import wait_until_ready  # noqa: E402
+from tests.browser import SIZES, shoot, wait_until_ready  # noqa: E402
 from tests.conftest import AppServer  # noqa: E402
 from tests.test_page_a11y import axe_violations  # noqa: E402
 
 pytest_plugins = ["tests.browser"]  # browser, open_page, page_server: shared by all page tests
 
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
-SHOTS = Path("/tmp/shots")
 # A name is the user's own text: shown exactly as typed, never as markup.
 NAME = 'Laptop <b>script</b> & "tools"'
 SECRET = re.compile(r"sd-[A-Za-z0-9_-]{20,}")
@@ -192,7 +188,7 @@ def test_the_dialog_is_in_chinese_for_a_chinese_reader(open_page):
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("size", ["desktop", "phone"])
-def test_the_open_dialog_fits_and_passes_axe(open_page, tmp_path, size, scheme):
+def test_the_open_dialog_fits_and_passes_axe(open_page, size, scheme):
     page = open_page(viewport=SIZES[size], color_scheme=scheme, reduced_motion="reduce",
                      permissions=["clipboard-read", "clipboard-write"])
     dialog = open_keys(page)
@@ -214,10 +210,7 @@ def test_the_open_dialog_fits_and_passes_axe(open_page, tmp_path, size, scheme):
     overflowing = dialog.locator(".key-list li > *").evaluate_all(
         "items => items.filter(e => e.scrollWidth > e.clientWidth).map(e => e.textContent)")
     assert overflowing == []
-    shot = tmp_path / f"api-keys-{size}-{scheme}.png"
-    page.screenshot(path=shot)
-    SHOTS.mkdir(exist_ok=True)
-    shutil.copy(shot, SHOTS / shot.name)
+    shoot(page, f"api-keys-{size}-{scheme}.png")
     assert axe_violations(page) == []
     dialog.get_by_role("button", name="Revoke").first.click()
     expect(page.get_by_role("dialog", name="Revoke this key?")).to_be_visible()

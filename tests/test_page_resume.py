@@ -14,20 +14,24 @@ import re
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 pytest.register_assert_rewrite("tests.browser")
-from tests.browser import conversation_json, last_reply, send_message, wait_until  # noqa: E402
+from tests.browser import (  # noqa: E402
+    SIZES,
+    conversation_json,
+    last_reply,
+    send_message,
+    shoot,
+    wait_until,
+)
 from tests.conftest import AppServer  # noqa: E402
 
 pytest_plugins = ["tests.browser"]  # browser, open_page: shared by all page tests
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 LAST_BODY = "#messages > article.assistant:last-child .body"
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
 @pytest.fixture(scope="module")
@@ -338,8 +342,7 @@ def test_screenshot_of_a_reply_followed_after_a_reload(open_page, size):
     page.reload()
     expect(page.locator("#stop")).to_be_visible()
     counted_to(page, 120)
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"resume-{size}.png"))
+    shoot(page, f"resume-{size}.png")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.keyboard.press("Escape")  # Esc stops a followed reply too
     expect(last_reply(page).locator(".note")).to_have_text("Stopped.")

@@ -2,18 +2,14 @@
 test-artifacts/ for a person to look at; the layout checks run every time."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import expect
 
 pytest.register_assert_rewrite("tests.browser")
-from tests.browser import last_reply, send_message  # noqa: E402
+from tests.browser import SIZES, last_reply, send_message, shoot  # noqa: E402
 
 pytest_plugins = ["tests.browser"]  # browser, open_page, page_server: shared by all page tests
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 SAMPLE = r"""Here is the **plan** for the printer on floor 3:
 
 1. Check the queue with `lpstat -o`.
@@ -43,11 +39,10 @@ def fill_conversation(page) -> None:
 def test_layout_at_desktop_and_phone_widths(open_page, size, scheme):
     # Reduced motion: no drawer animation half-way through a screenshot.
     page = open_page(viewport=SIZES[size], color_scheme=scheme, reduced_motion="reduce")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / f"page-{size}-{scheme}-empty.png")
+    shoot(page, f"page-{size}-{scheme}-empty.png")
     fill_conversation(page)
     expect(last_reply(page).locator(".katex-display")).to_have_count(1)
-    page.screenshot(path=ARTIFACTS / f"page-{size}-{scheme}-chat.png")
+    shoot(page, f"page-{size}-{scheme}-chat.png")
     # Nothing wider than the screen; the composer and the model picker are on it.
     width = SIZES[size]["width"]
     assert page.evaluate("document.scrollingElement.scrollWidth") <= width
@@ -60,7 +55,7 @@ def test_layout_at_desktop_and_phone_widths(open_page, size, scheme):
     if size == "phone":
         page.get_by_role("button", name="Show conversations").click()
         expect(page.locator("#sidebar")).to_be_visible()
-        page.screenshot(path=ARTIFACTS / f"page-{size}-{scheme}-drawer.png")
+        shoot(page, f"page-{size}-{scheme}-drawer.png")
         page.keyboard.press("Escape")
     page.click("#open-settings")
-    page.screenshot(path=ARTIFACTS / f"page-{size}-{scheme}-settings.png")
+    shoot(page, f"page-{size}-{scheme}-settings.png")

@@ -5,17 +5,18 @@ is opened."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 pytest.register_assert_rewrite("tests.browser")
 from tests.browser import (  # noqa: E402
+    SIZES,
+    Users,
     conversation_json,
     last_reply,
     send_message,
+    shoot,
     wait_until_ready,
 )
 from tests.conftest import AppServer  # noqa: E402
@@ -23,8 +24,6 @@ from tests.test_page_a11y import axe_violations, focused, tab_to  # noqa: E402
 
 pytest_plugins = ["tests.browser"]  # browser: shared by all page tests
 
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
-SHOTS = Path("/tmp/shots")
 # Operator text: shown as text, its line break kept, never as markup.
 GREETING = '你好！I am the IT helpdesk.\nAsk me <b>anything</b> <img src=x onerror="window.__x=1">'
 STARTERS = ["How do I reset my password?", "VPN does not connect", "打印机卡纸了怎么办？"]
@@ -84,23 +83,15 @@ def helpdesk_server(upstream, tmp_path_factory):
 @pytest.fixture
 def open_helpdesk(browser, helpdesk_server):
     """open_helpdesk(**context_options) -> the page, in a new context (a new user)."""
-    contexts, errors = [], []
+    users = Users(browser)
 
     def open_(**options):
-        options.setdefault("viewport", SIZES["desktop"])
-        options.setdefault("locale", "en-US")
-        context = browser.new_context(base_url=helpdesk_server.url, **options)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto("/")
+        page = users.open(helpdesk_server, **options)
         wait_until_ready(page)
         return page
 
     yield open_
-    for context in contexts:
-        context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    users.close()
 
 
 def starters(page):
@@ -117,13 +108,6 @@ def saved_feedback(page) -> dict | None:
     (reply,) = [m for m in conversation_json(page)["messages"] if m["role"] == "assistant"]
     return reply["feedback"]
 
-
-def shoot(page, name: str) -> None:
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=SHOTS / name)
-    artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    shutil.copy(SHOTS / name, artifacts / name)
 
 
 # -- greeting and starters ----------------------------------------------------------------------

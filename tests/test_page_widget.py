@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
@@ -27,16 +25,13 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 pytest.register_assert_rewrite("tests.browser")
-from tests.browser import last_reply, wait_until, wait_until_ready  # noqa: E402
+from tests.browser import SIZES, last_reply, shoot, wait_until, wait_until_ready  # noqa: E402
 from tests.conftest import AppServer  # noqa: E402
 from tests.standins import LoopbackHTTPServer  # noqa: E402
 from tests.test_page_a11y import AXE, axe_violations  # noqa: E402
 
 pytest_plugins = ["tests.browser"]  # browser: shared by all page tests
 
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-SHOTS = Path("/tmp/shots")
 HOST = "[data-streamdesk-widget]"
 CONVERSATION_KEY = "streamdesk.widget.conversation"
 GREETING = "Hello! This is the IT helpdesk."
@@ -326,12 +321,6 @@ def saved(chat, conversation: str) -> dict:
     return chat.evaluate("id => fetch(`/api/conversations/${id}`).then((r) => r.json())",
                          conversation)
 
-
-def shoot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / name)
-    SHOTS.mkdir(exist_ok=True)
-    shutil.copy(ARTIFACTS / name, SHOTS / name)
 
 
 def portal_axe(page) -> list[str]:
