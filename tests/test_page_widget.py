@@ -210,6 +210,14 @@ def open_portal(browser, portals, widget_app):
 
 # -- the widget as a reader meets it -----------------------------------------------------------
 
+def resize(page, size: str) -> None:
+    """The viewport at ``size``, once the page has rendered at it: a media query's listeners
+    (the panel's switch between modal and not) run before the next animation frame's
+    callbacks, where a new width alone does not wait for them."""
+    page.set_viewport_size(SIZES[size])
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => setTimeout(done)))")
+
+
 class Widget:
     """The launcher (found through the DevTools protocol) and the panel's frame on `page`."""
 
@@ -552,11 +560,9 @@ def test_on_a_phone_the_open_panel_keeps_the_keyboard_in_it(open_portal):
     assert page.evaluate(PORTAL_FOCUS) is None
     assert wait_until(widget.frame, PANEL_FOCUS) == PANEL_CONTROLS[0]
     # Modal as long as it fills the screen: not in a window made wider, again once narrow.
-    page.set_viewport_size(SIZES["desktop"])
-    wait_until(page, "() => innerWidth === 1280")
+    resize(page, "desktop")
     assert widget.dialog()["modal"] is False
-    page.set_viewport_size(SIZES["phone"])
-    wait_until(page, "() => innerWidth === 390")
+    resize(page, "phone")
     assert widget.dialog()["modal"] is True
 
     # Esc still closes it, focus on the launcher; the page is the reader's again.
