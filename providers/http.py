@@ -6,6 +6,7 @@ carry secrets (ERNIE's access token travels in the query string).
 """
 from __future__ import annotations
 
+import http.client
 import os
 import select
 from collections.abc import Iterator, Mapping
@@ -66,8 +67,12 @@ class Upstream:
             prepared.prepare_headers(self.headers)
             prepared.prepare_body(None, None, json)
             prepared.prepare_hooks({})
-            return self.adapter.send(prepared, stream=True, timeout=timeout, verify=self.verify,
-                                     cert=None, proxies=self.proxies)
+            response = self.adapter.send(prepared, stream=True, timeout=timeout,
+                                         verify=self.verify, cert=None, proxies=self.proxies)
+            # Sent: the conversation it carried (often tens of KB) is not held by the response
+            # for as long as the reply streams.
+            prepared.body = None
+            return response
         except requests.Timeout:
             failure = UpstreamTimeoutError(
                 f"{service[:1].upper()}{service[1:]} did not answer in time.")
@@ -81,15 +86,17 @@ class Upstream:
 
 def body_reads(response: requests.Response, size: int = 65_536) -> Iterator[bytes]:
     """A streamed body's bytes as they arrive, whatever its framing: never waiting to fill a
-    size or for the end. A chunked body comes chunk by chunk (``iter_content(None)``, the
-    cheaper path: 3-4 µs a chunk less than ``read1``); any other is read with ``read1``,
-    which returns what the connection has (``iter_content(None)`` would read it whole before
-    returning anything). urllib3's errors come out as ``iter_content`` raises them."""
+    size or for the end. A chunked body comes chunk by chunk, straight from urllib3's
+    ``read_chunked`` (the cheaper path: 3-4 µs a chunk less than ``read1``; and what
+    ``iter_content(None)`` does under two more generators, each a step per chunk and a level
+    in the saved stack of every waiting reply); any other is read with ``read1``, which
+    returns what the connection has. urllib3's errors come out as ``iter_content`` raises
+    them."""
     raw = response.raw
-    if raw.chunked:
-        yield from response.iter_content(chunk_size=None)
-        return
     try:
+        if raw.chunked and raw.supports_chunked_reads():
+            yield from raw.read_chunked(None, decode_content=True)
+            return
         while data := raw.read1(size):
             yield data
     except ProtocolError as e:
@@ -119,12 +126,38 @@ class _PolledNow:
         return not poller.poll(0)  # readable while idle: closed by the other end, or garbage
 
 
+# What one receive may bring of a streamed body: a few events. http.client's own buffer is
+# 8 KB, held for as long as the reply streams; it was the largest single part of an open
+# stream's memory (docs/benchmarks.md). A body read whole, or a burst of events, just takes
+# more reads of this size.
+READ_BUFFER_BYTES = 2048
+
+
+class _LeanResponse(http.client.HTTPResponse):
+    """http.client's response, reading its socket through a buffer of READ_BUFFER_BYTES."""
+
+    def __init__(self, sock, *args, **kwargs):
+        super().__init__(_SizedMakefile(sock), *args, **kwargs)
+
+
+class _SizedMakefile:
+    """The one thing ``HTTPResponse.__init__`` asks of its socket, with a smaller buffer."""
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def makefile(self, mode: str):
+        return self.sock.makefile(mode, buffering=READ_BUFFER_BYTES)
+
+
 class _HTTPConnection(_PolledNow, HTTPConnection):
-    pass
+    response_class = _LeanResponse
 
 
 class _HTTPSConnection(_PolledNow, HTTPSConnection):
-    pass
+    response_class = _LeanResponse
 
 
 class _HTTPPool(HTTPConnectionPool):
