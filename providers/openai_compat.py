@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import requests
 from urllib3.exceptions import ReadTimeoutError
@@ -38,8 +38,8 @@ from .errors import (
     redact,
 )
 from .retry import RetryPolicy, retry_before_first_chunk
-from .sse import read_events
-from .watched import untime_response, untimed_after_first
+from .sse import Event, SSEDecoder
+from .watched import untime_response
 
 TYPE = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -91,8 +91,8 @@ class OpenAICompatProvider(Provider):
         try:
             if response.status_code != 200:
                 raise self._status_error(response)
-            chunks = self._read_events(response)
-            yield from untimed_after_first(chunks, untime_response(response), watched)
+            yield from self._read_events(response,
+                                         untime_response(response) if watched else None)
         except requests.RequestException as e:
             # requests wraps a read timeout mid-stream in a ConnectionError.
             cause = e.args[0] if e.args else None
@@ -105,49 +105,69 @@ class OpenAICompatProvider(Provider):
             # stops upstream too: a local vLLM or Ollama notices and stops generating.
             response.close()
 
-    def _read_events(self, response: requests.Response) -> Iterator[Chunk]:
+    def _read_events(self, response: requests.Response, untime: Callable[[], None] | None
+                     ) -> Iterator[Chunk]:
+        """The reply's chunks. ``untime`` (``Provider.stream(watched=True)``) is called as the
+        first one goes out: from then on the caller's timer bounds the silences.
+
+        Raw bytes, each read as it arrives, split into lines and events by our decoder, all in
+        this one generator: each generator more between the socket and the relay was a step
+        per chunk and a level in the saved stack of every waiting reply (docs/benchmarks.md).
+        requests' iter_lines() is wrong for SSE: a CR ending one read and the LF starting the
+        next become two line breaks (a blank line that dispatches half an event), and
+        decode_unicode splits at U+2028 inside JSON strings."""
         finish_reason = None
-        # Raw bytes, each read as it arrives, split into lines and events by our decoder.
-        # requests' iter_lines() is wrong for SSE: a CR ending one read and the LF starting the
-        # next become two line breaks (a blank line that dispatches half an event), and
-        # decode_unicode splits at U+2028 inside JSON strings.
+        decoder = SSEDecoder()
         reads = http.body_reads(response)
-        for event in read_events(reads):
-            if event.data == "[DONE]":
-                _drain(reads)
-                yield Chunk(finish_reason=finish_reason or "stop")
-                return
-            try:
-                payload = json.loads(event.data)
-            except ValueError:
-                log.warning("%s sent an event that is not JSON (%d bytes)", self.name,
-                            len(event.data))
-                raise UpstreamError(
-                    f"The {self.name} model service sent a malformed event.") from None
-            if event.event == "error" or (isinstance(payload, dict) and payload.get("error")):
-                raise UpstreamError(self._upstream_message(payload)
-                                    or UpstreamError.default_message)
-            if not isinstance(payload, dict):
-                continue
-            for choice in payload.get("choices") or ():
-                if choice.get("index", 0) != 0:
-                    continue
-                delta = choice.get("delta") or {}
-                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-                if reasoning:
-                    yield Chunk(reasoning=reasoning)
-                if delta.get("content"):
-                    yield Chunk(text=delta["content"])
-                finish_reason = choice.get("finish_reason") or finish_reason
-            usage = payload.get("usage")
-            if isinstance(usage, dict) and "total_tokens" in usage:
-                yield Chunk(usage=Usage(int(usage.get("prompt_tokens") or 0),
-                                        int(usage.get("completion_tokens") or 0),
-                                        int(usage["total_tokens"])))
+        for data in reads:
+            for event in decoder.feed(data):
+                if event.data == "[DONE]":
+                    _drain(reads)
+                    yield Chunk(finish_reason=finish_reason or "stop")
+                    return
+                chunks, finish_reason = self._chunks(event, finish_reason)
+                if chunks:
+                    if untime is not None:
+                        untime()
+                        untime = None
+                    yield from chunks
         if finish_reason is None:
             raise StreamInterruptedError(
                 f"The reply from {self.name} was cut off before it finished.")
         yield Chunk(finish_reason=finish_reason)
+
+    def _chunks(self, event: Event, finish_reason: str | None
+                ) -> tuple[list[Chunk], str | None]:
+        """The chunks of one event, and the finish reason as it now stands."""
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            log.warning("%s sent an event that is not JSON (%d bytes)", self.name,
+                        len(event.data))
+            raise UpstreamError(
+                f"The {self.name} model service sent a malformed event.") from None
+        if event.event == "error" or (isinstance(payload, dict) and payload.get("error")):
+            raise UpstreamError(self._upstream_message(payload)
+                                or UpstreamError.default_message)
+        chunks: list[Chunk] = []
+        if not isinstance(payload, dict):
+            return chunks, finish_reason
+        for choice in payload.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning:
+                chunks.append(Chunk(reasoning=reasoning))
+            if delta.get("content"):
+                chunks.append(Chunk(text=delta["content"]))
+            finish_reason = choice.get("finish_reason") or finish_reason
+        usage = payload.get("usage")
+        if isinstance(usage, dict) and "total_tokens" in usage:
+            chunks.append(Chunk(usage=Usage(int(usage.get("prompt_tokens") or 0),
+                                            int(usage.get("completion_tokens") or 0),
+                                            int(usage["total_tokens"]))))
+        return chunks, finish_reason
 
     def _upstream_message(self, payload) -> str:
         error = payload.get("error") if isinstance(payload, dict) else None
