@@ -13,6 +13,7 @@ from streamdesk.chat.bus import DatabaseBus, RedisBus
 from streamdesk.chat.events import HEARTBEAT, Delta, Done, Failed, Meta, UsageReport
 from streamdesk.chat.observer import ReplyObserver
 from streamdesk.chat.replies import Replies, ReplyPolicy
+from streamdesk.chat.stream_index import replay
 from streamdesk.chat.turn import PreparedTurn
 from streamdesk.store import ReplyStatus, Store
 from tests.fakes import FakeProvider, start_turn
@@ -208,24 +209,54 @@ def test_following_from_any_event_id_gives_exactly_the_rest(store, fake):
     assert replies.follow("mallory", live.message_id, 0) is None
 
 
-@pytest.mark.parametrize("kept", [0, 2])
-def test_a_late_follower_reads_saved_events_back_then_follows_live(store, fake, monkeypatch,
-                                                                    kept):
-    monkeypatch.setattr("streamdesk.chat.live.KEEP_SAVED_EVENTS", kept)
+def until_dropped(followed, live, to: int) -> None:
+    """Read ``followed`` (a follower at the end of the reply) heartbeat by heartbeat until the
+    saves have dropped the reply's events up to id ``to`` from memory."""
+    with gevent.Timeout(10):
+        for item in followed:
+            if item is HEARTBEAT and live.dropped_to >= to:
+                return
+
+
+def test_saved_events_every_follower_has_read_are_let_go_and_a_late_follower_reads_them_back(
+        store, fake):
     gate = Gate()
     fake.enqueue(["One. ", "Two. ", gate, "Three."])
     replies = keeper(store, save_interval_seconds=0.01, heartbeat_seconds=0.05)
     live = begin(store, replies, fake)
     early = replies.follow_live("alice", live)
-    for item in early:
-        if item is HEARTBEAT and saved(store, live).content == "One. Two. ":
-            break  # "One. Two. " are in the database
-    assert len(live.log) == kept  # and only the newest saved events are still held
+    until_dropped(early, live, to=11)  # meta, "One. ", "Two. ": saved and read
+    assert live.log == []  # nothing the only follower has read is still held
     late = replies.follow_live("alice", live, 0)
     assert next(late)[0] == 1
     gate.set()
     received = [e for _, e in events_of(late)]
     assert "".join(e.text for e in received if isinstance(e, Delta)) == "One. Two. Three."
+
+
+@pytest.mark.parametrize(("kept", "read_back"), [(256, []), (1, [1])])
+def test_a_follower_behind_reads_on_from_memory_unless_too_far_behind(
+        store, fake, monkeypatch, kept, read_back):
+    monkeypatch.setattr("streamdesk.chat.live.KEEP_UNREAD_SAVED_EVENTS", kept)
+    thinking, gate = Gate(), Gate()
+    fake.enqueue([thinking, "One. ", "Two. ", gate, "Three."])
+    replies = keeper(store, save_interval_seconds=0.01, heartbeat_seconds=0.05)
+    live = begin(store, replies, fake)
+    reads_back: list[int] = []
+
+    def from_the_database(after: int):
+        reads_back.append(after)
+        return replay(saved(store, live), after)
+
+    behind = live.follow(0, from_the_database)
+    assert next(behind)[0] == 1  # it has read the meta event, and no further
+    thinking.set()
+    ahead = replies.follow_live("alice", live)
+    until_dropped(ahead, live, to=1 if kept > 1 else 6)
+    gate.set()
+    received = [e for _, e in events_of(behind)]
+    assert "".join(e.text for e in received if isinstance(e, Delta)) == "One. Two. Three."
+    assert reads_back == read_back  # within KEEP_UNREAD_SAVED_EVENTS: from memory
 
 
 def test_silence_upstream_is_a_heartbeat_and_the_reply_goes_on(store, fake):

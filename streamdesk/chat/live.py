@@ -1,10 +1,11 @@
 """A reply being written by this worker, as its followers see it: the events not yet saved,
 and a way to wait for the next ones.
 
-The worker that generates a reply keeps only the events since its last progress save (and the
-newest few before it); older ones are read back from the database (``stream_index.replay``),
-so a follower that reads slowly never makes the worker hold the whole reply twice. When the
-reply ends and is saved, nothing of it stays here.
+The worker that generates a reply keeps only the events since its last progress save, and
+the saved ones that a follower here has not read yet (at most ``KEEP_UNREAD_SAVED_EVENTS``);
+older ones are read back from the database (``stream_index.replay``), so a follower that reads
+slowly never makes the worker hold the whole reply twice. When the reply ends and is saved,
+nothing of it stays here.
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from .events import HEARTBEAT, Done, Event, Heartbeat, Meta
 from .stream_index import StreamIndex
 
 _worker_id: str | None = None
-# Saved events still held per reply: 1.6 s of a reply at 20 pieces a second, a few KB.
-KEEP_SAVED_EVENTS = 32
+# Saved events still held for a follower behind them: 12 s of a reply at 20 pieces a second,
+# ~50 KB. A follower further behind reads the saved ones back from the database.
+KEEP_UNREAD_SAVED_EVENTS = 256
 
 
 def worker_id() -> str:
@@ -43,6 +45,7 @@ class LiveReply:
         self.generator = None  # the greenlet writing it
         self.closing = False  # it is saving its end: no stop or interruption may cut that
         self._signal: Signal | None = None
+        self._readers: set[_Reader] = set()  # this worker's followers, and how far they read
         self.on_publish: Callable[[int, Event], None] | None = None  # the bus, for others
 
     def publish(self, event: Event) -> None:
@@ -61,12 +64,19 @@ class LiveReply:
             self._signal = None
 
     def saved(self, position: int) -> None:
-        """Events up to ``position`` are in the database: drop them here, but the newest few,
-        so a follower a little behind (a busy worker, a slow network) keeps reading from
-        memory instead of going back to the database."""
+        """Events up to ``position`` are in the database: drop those that every follower here
+        has read. A follower a little behind (a busy worker, a slow network) keeps reading
+        from memory; one more than KEEP_UNREAD_SAVED_EVENTS behind goes back to the database.
+        (Holding the newest 32 saved events whether or not anyone needed them was ~6 KB of
+        every open reply: docs/benchmarks.md.)"""
         log = self.log
+        saved = 0
+        while saved < len(log) and log[saved][0] <= position:
+            saved += 1
+        read_by_all = min((reader.after for reader in self._readers), default=position)
         drop = 0
-        while drop < len(log) - KEEP_SAVED_EVENTS and log[drop][0] <= position:
+        while drop < saved and (log[drop][0] <= read_by_all
+                                or saved - drop > KEEP_UNREAD_SAVED_EVENTS):
             drop += 1
         if drop:
             self.dropped_to = log[drop - 1][0]
@@ -76,35 +86,49 @@ class LiveReply:
                ) -> Iterator[tuple[int, Event] | Heartbeat]:
         """Events with ids above ``after`` until ``done``, waiting for new ones; heartbeats
         while the model is silent. ``catch_up(after)`` reads saved events back."""
+        reader = _Reader(after)
+        self._readers.add(reader)
         heartbeats = self.heartbeats
-        while True:
-            if after < self.dropped_to:
-                behind = after
-                for event_id, event in catch_up(after):
-                    if event_id > after:
-                        after = event_id
-                        yield event_id, event
-                if after == behind and after < self.dropped_to:
-                    raise RuntimeError(f"events of reply {self.message_id} after {after} were "
-                                       "saved but cannot be read back")
-                continue
-            log = self.log
-            start = len(log)
-            while start and log[start - 1][0] > after:
-                start -= 1
-            for event_id, event in log[start:]:
-                after = event_id
-                yield event_id, event
-                if type(event) is Done:
+        try:
+            while True:
+                if after < self.dropped_to:
+                    behind = after
+                    for event_id, event in catch_up(after):
+                        if event_id > after:
+                            reader.after = after = event_id
+                            yield event_id, event
+                    if after == behind and after < self.dropped_to:
+                        raise RuntimeError(f"events of reply {self.message_id} after {after} "
+                                           "were saved but cannot be read back")
+                    continue
+                log = self.log
+                start = len(log)
+                while start and log[start - 1][0] > after:
+                    start -= 1
+                for event_id, event in log[start:]:
+                    reader.after = after = event_id
+                    yield event_id, event
+                    if type(event) is Done:
+                        return
+                if self.ended and (not self.log or self.log[-1][0] <= after):
                     return
-            if self.ended and (not self.log or self.log[-1][0] <= after):
-                return
-            if self.heartbeats != heartbeats:
-                heartbeats = self.heartbeats
-                yield HEARTBEAT
-                continue
-            if (self.log and self.log[-1][0] > after) or after < self.dropped_to:
-                continue  # more came while the last events were being written out
-            if self._signal is None:
-                self._signal = Signal()
-            self._signal.wait()
+                if self.heartbeats != heartbeats:
+                    heartbeats = self.heartbeats
+                    yield HEARTBEAT
+                    continue
+                if (self.log and self.log[-1][0] > after) or after < self.dropped_to:
+                    continue  # more came while the last events were being written out
+                if self._signal is None:
+                    self._signal = Signal()
+                self._signal.wait()
+        finally:
+            self._readers.discard(reader)
+
+
+class _Reader:
+    """One follower of a live reply: the id of the last event it has read."""
+
+    __slots__ = ("after",)
+
+    def __init__(self, after: int):
+        self.after = after
