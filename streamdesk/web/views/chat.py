@@ -5,7 +5,7 @@ follower. With CANCEL_ON_DISCONNECT the reply stops as soon as this connection c
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, request
 
 from ...chat.observer import ReplyObserver
 from ...chat.turn import OperatorRules, prepare_turn
@@ -15,17 +15,10 @@ from ..identity import current_user_id
 from ..limits import limit_messages, within_budget
 from ..requests_log import current_request_id
 from ..services import services
-from ..sse import event_stream
+from ..sse import event_stream, stream_response
 from ..validation import parse_turn_request, read_json_object, refuse_locked_system
 
 bp = Blueprint("chat", __name__)
-
-STREAM_HEADERS = {
-    # no-transform stops proxies from compressing or buffering; X-Accel-Buffering: no is
-    # nginx's switch for the same. Without them the reply arrives all at once at the end.
-    "Cache-Control": "no-cache, no-transform",
-    "X-Accel-Buffering": "no",
-}
 
 
 @bp.post("/chat")
@@ -50,4 +43,4 @@ def chat():
         # gunicorn's gevent worker names the client's socket so; other servers do not.
         body = stop_when_gone(body, request.environ.get("gunicorn.socket"),
                               lambda: app.replies.stop(user_id, live.message_id))
-    return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
+    return stream_response(body)

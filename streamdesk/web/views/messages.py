@@ -11,7 +11,7 @@ sends at most STOP_RATE_LIMIT stops (``limits.py``).
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from ... import metrics
 from ...store import Feedback, NotAReply, ReplyInProgress
@@ -22,9 +22,8 @@ from ..identity import owner_or
 from ..limits import limit_stops
 from ..serialize import feedback_json
 from ..services import services
-from ..sse import event_stream
+from ..sse import event_stream, stream_response
 from ..validation import check_storable, read_json_object
-from .chat import STREAM_HEADERS
 
 bp = Blueprint("messages", __name__, url_prefix="/api/messages")
 
@@ -44,8 +43,7 @@ def follow(message_id: str):
     # place until a write failed, two heartbeats later: a page reloaded a few times would find
     # no place left.
     body = end_when_gone(event_stream(events), request.environ.get("gunicorn.socket"))
-    return Response(followers().admit(user_id, body), mimetype="text/event-stream",
-                    headers=STREAM_HEADERS)
+    return stream_response(followers().admit(user_id, body))
 
 
 @bp.post("/<id:message_id>/stop")

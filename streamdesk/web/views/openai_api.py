@@ -38,9 +38,8 @@ from ..openai_wire import Completion
 from ..policies import api_key_only
 from ..requests_log import current_request_id
 from ..services import services
-from ..sse import PING
+from ..sse import PING, STREAM_HEADERS
 from ..validation import read_json_object, refuse_locked_system
-from .chat import STREAM_HEADERS
 
 bp = Blueprint("openai_api", __name__, url_prefix="/v1")
 
