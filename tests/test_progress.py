@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gevent
 import pytest
+from gevent.event import Event as Gate
 
 from streamdesk.chat import progress
 from streamdesk.chat.events import Delta, Meta
@@ -85,3 +86,37 @@ def test_a_reply_the_database_refuses_does_not_stop_the_others_saves(store, capl
         "reply 0 so far", "", "reply 2 so far"]
     assert f"saving the growing reply {refused.message_id} failed" in caplog.text
     assert "secret words" not in caplog.text  # the error's log line has no model text
+
+
+def test_the_next_batch_waits_for_the_one_being_written(store, monkeypatch):
+    # Two batches at once update the same rows in different orders: on PostgreSQL under load
+    # (a batch slower than the interval) that was deadlocks, failed saves and lost last words.
+    first, second = (growing_reply(store, f"user{i}", f"reply {i} so far") for i in range(2))
+    saver = ProgressSaver(store, interval=0)
+    write, writing, most_at_once = store.save_progress_many, [], []
+    held, release = Gate(), Gate()
+
+    def slow_write(rows):
+        writing.append(rows)
+        most_at_once.append(len(writing))
+        if len(most_at_once) == 1:  # the first batch is slow
+            held.set()
+            release.wait()
+        write(rows)
+        writing.remove(rows)
+
+    monkeypatch.setattr(store, "save_progress_many", slow_write)
+    saver.grew(first)
+    held.wait()  # the first batch is being written
+    first.publish(Delta("text", " and more"))
+    first.text.append(" and more")
+    saver.grew(first)
+    saver.grew(second)
+    gevent.idle()  # a second batch due now would have started by the time the loop is idle
+    assert most_at_once == [1]
+    release.set()
+    while saver.flusher is not None:  # the batch that waited, then nothing more
+        saver.flusher.join()
+    assert most_at_once == [1, 1]
+    assert store.reply("user0", first.message_id).content == "reply 0 so far and more"
+    assert store.reply("user1", second.message_id).content == "reply 1 so far"

@@ -56,19 +56,26 @@ class ProgressSaver:
         self.grown.pop(reply.message_id, None)
 
     def flush(self) -> None:
-        self.flusher = None
         batch, self.grown = list(self.grown.values()), {}
-        for start in range(0, len(batch), ROWS_PER_WRITE):
-            if start:
-                gevent.sleep(0)  # the streams of this worker go on between two writes
-            replies = batch[start:start + ROWS_PER_WRITE]
-            positions = [reply.index.position for reply in replies]
-            rows = [(reply.message_id, compact(reply.text), compact(reply.reasoning),
-                     reply.index.to_json()) for reply in replies]
-            saved = self._save(rows, replies)
-            for reply, position, was_saved in zip(replies, positions, saved, strict=True):
-                if was_saved:
-                    reply.saved(position)
+        try:
+            for start in range(0, len(batch), ROWS_PER_WRITE):
+                if start:
+                    gevent.sleep(0)  # the streams of this worker go on between two writes
+                replies = batch[start:start + ROWS_PER_WRITE]
+                positions = [reply.index.position for reply in replies]
+                rows = [(reply.message_id, compact(reply.text), compact(reply.reasoning),
+                         reply.index.to_json()) for reply in replies]
+                saved = self._save(rows, replies)
+                for reply, position, was_saved in zip(replies, positions, saved, strict=True):
+                    if was_saved:
+                        reply.saved(position)
+        finally:
+            # The next batch is written after this one, never beside it: a batch slower
+            # than the interval (PostgreSQL under load) had the next one update the same
+            # rows in another order, and PostgreSQL broke the deadlocks by failing saves
+            # and replies' last words (docs/benchmarks.md).
+            self.flusher = gevent.spawn_later(self.interval, self.flush) if self.grown \
+                else None
 
     def _save(self, rows: list, replies: list[LiveReply]) -> list[bool]:
         """Save the rows; whether each was saved. When the batch fails, each row is tried
