@@ -6,6 +6,7 @@ import gevent
 import pytest
 from gevent.event import Event as Gate
 from sqlalchemy import event as db_events
+from sqlalchemy.exc import OperationalError
 
 from providers import ChatRequest, Chunk, Message, Usage
 from providers.errors import BadRequestError, StreamInterruptedError
@@ -257,6 +258,50 @@ def test_a_follower_behind_reads_on_from_memory_unless_too_far_behind(
     received = [e for _, e in events_of(behind)]
     assert "".join(e.text for e in received if isinstance(e, Delta)) == "One. Two. Three."
     assert reads_back == read_back  # within KEEP_UNREAD_SAVED_EVENTS: from memory
+
+
+def refusing_finishes(store, monkeypatch, refusals: int) -> list[str]:
+    """The store refuses the reply's last word ``refusals`` times (as PostgreSQL does to one
+    side of a deadlock), then accepts it; the statuses it was asked to save."""
+    asked: list[str] = []
+    finish = store.finish_turn
+
+    def flaky_finish(message_id, **end):
+        asked.append(end["status"])
+        if len(asked) <= refusals:
+            raise OperationalError("UPDATE messages ...", {}, Exception("deadlock detected"))
+        finish(message_id, **end)
+
+    monkeypatch.setattr(store, "finish_turn", flaky_finish)
+    return asked
+
+
+def test_a_last_word_the_database_refuses_once_is_saved_the_second_time(store, fake,
+                                                                        monkeypatch):
+    asked = refusing_finishes(store, monkeypatch, refusals=1)
+    fake.enqueue(["Hello ", "there."])
+    replies = keeper(store)
+    live = begin(store, replies, fake)
+    followed = [e for _, e in events_of(replies.follow_live("alice", live))]
+    assert followed[-1] == Done("stop", ReplyStatus.COMPLETE)
+    assert not any(isinstance(e, Failed) for e in followed)
+    assert asked == [ReplyStatus.COMPLETE] * 2
+    reply = saved(store, live)
+    assert (reply.content, reply.status) == ("Hello there.", ReplyStatus.COMPLETE)
+
+
+def test_a_last_word_the_database_keeps_refusing_is_an_error_and_the_text_so_far_stays(
+        store, fake, monkeypatch, caplog):
+    refusing_finishes(store, monkeypatch, refusals=2)
+    fake.enqueue(["Hello ", "there."])
+    replies = keeper(store)  # saves every piece as it comes
+    live = begin(store, replies, fake)
+    followed = [e for _, e in events_of(replies.follow_live("alice", live))]
+    assert followed[-2].code == "internal" and "could not save" in followed[-2].message
+    assert followed[-1] == Done("error", ReplyStatus.INTERRUPTED)
+    assert saved(store, live).content == "Hello there."  # as the progress saves left it
+    assert f"saving the end of reply {live.message_id} failed" in caplog.text
+    assert live.message_id not in replies.live
 
 
 def test_silence_upstream_is_a_heartbeat_and_the_reply_goes_on(store, fake):

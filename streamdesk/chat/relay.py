@@ -43,6 +43,10 @@ SERVER_STOPPING = Failed("server_stopping",
                          "The server restarted while writing this reply. Retry to continue.")
 TIME_LIMIT = Failed("time_limit", "The reply took too long and was ended. Retry to continue.")
 INTERNAL = Failed("internal", "StreamDesk failed while relaying this reply.")
+NOT_SAVED = Failed("internal", "StreamDesk could not save the end of this reply; the part "
+                               "before it was saved as it came. Retry to continue.")
+# A deadlock or a dropped connection fails one transaction; the next one normally goes through.
+FINISH_ATTEMPTS = 2
 # An upstream that writes faster than it is read never makes the reading greenlet wait, so
 # it would never let the worker's other streams run: it steps aside every this many chunks.
 YIELD_EVERY_CHUNKS = 64
@@ -145,11 +149,16 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
         if saver is not None:
             saver.finished(live)
         try:
-            store.finish_turn(live.message_id, content=content, reasoning="".join(reasoning),
-                              status=status, finish_reason=finish_reason,
-                              error=(failure.code, failure.message) if failure else None,
-                              usage=usage, stream_index=live.index.to_json(),
-                              cost=cost_of(observer, request, content, usage, status))
+            if not _save_end(store, live.message_id, content=content,
+                             reasoning="".join(reasoning), status=status,
+                             finish_reason=finish_reason,
+                             error=(failure.code, failure.message) if failure else None,
+                             usage=usage, stream_index=live.index.to_json(),
+                             cost=cost_of(observer, request, content, usage, status)):
+                # The database holds the last progress save, marked streaming until this
+                # worker stops (then a reader marks it interrupted, as for any dead writer).
+                status, finish_reason = ReplyStatus.INTERRUPTED, "error"
+                failure = failure or NOT_SAVED
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:  # a generator: releases the upstream connection now
@@ -159,3 +168,18 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
             if failure:
                 publish(failure)
             publish(Done(finish_reason or "error", status))
+
+
+def _save_end(store: Store, message_id: str, **end) -> bool:
+    """``store.finish_turn``, tried again once if the database refuses it; False (and logged)
+    when it refused both times."""
+    for attempt in range(1, FINISH_ATTEMPTS + 1):
+        try:
+            store.finish_turn(message_id, **end)
+            return True
+        except Exception:
+            if attempt == FINISH_ATTEMPTS:
+                log.exception("saving the end of reply %s failed", message_id)
+            else:
+                log.warning("saving the end of reply %s failed; trying again", message_id)
+    return False
