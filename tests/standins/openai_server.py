@@ -38,12 +38,16 @@ the behaviour, so one server can back both the provider tests and the app under 
   then-hang-up             the echo, then the server closes the kept-alive connection
                            (``hung_up`` is set once it is closed)
   redirect                 307 to another path of this server (a redirect keeps the POST)
+  wide                     "Wide: " then one delta of WIDE_PIECE (~15 KB: many reads' worth)
+
+``OpenAIStandIn(tls=context)`` serves HTTPS with that context.
 """
 from __future__ import annotations
 
 import json
 import select
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -53,8 +57,11 @@ from . import LoopbackHTTPServer
 
 
 class OpenAIStandIn(LoopbackHTTPServer):
-    def __init__(self):
+    def __init__(self, tls: ssl.SSLContext | None = None):
         super().__init__(_Handler)
+        if tls:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+        self.scheme = "https" if tls else "http"
         self.requests: list[dict] = []  # every JSON body received, with its headers
         self.attempts: Counter = Counter()  # requests per model
         self.disconnected = threading.Event()  # a client left mid-stream
@@ -66,7 +73,8 @@ class OpenAIStandIn(LoopbackHTTPServer):
 
     @property
     def url(self) -> str:
-        return self.base_url + "/v1"
+        host, port = self.server_address[:2]
+        return f"{self.scheme}://{host}:{port}/v1"
 
     def reset(self) -> None:
         with self.lock:
@@ -106,6 +114,7 @@ XSS_PAYLOADS = [
 SURROGATES_DELTAS = ["A\ud83d", "\ude00B", "C\x00D", "E\udc00F"]
 SURROGATES_REPLY = "A\U0001f600BC\ufffdDE\ufffdF"
 FLOOD_PIECE = "0123456789" * 10
+WIDE_PIECE = " ".join(f"流式{i}" for i in range(2000))  # ~15 KB once JSON-escaped
 
 USAGE = {"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
 
@@ -224,6 +233,10 @@ class _Handler(BaseHTTPRequestHandler):
             pieces = [p for payload in XSS_PAYLOADS for p in (payload, "\n\n")]
             return self._events([chunk({"content": p}) for p in pieces] + [chunk(finish="stop")],
                                 done=True)
+        if model == "wide":
+            return self._events([chunk({"role": "assistant", "content": ""}),
+                                 chunk({"content": "Wide: "}), chunk({"content": WIDE_PIECE}),
+                                 chunk(finish="stop")], done=True)
         ending = b"\r\n" if model == "crlf" else b"\n"
         self._events(self._echo(body), done=True, ending=ending)
 

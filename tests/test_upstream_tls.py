@@ -1,0 +1,79 @@
+"""The app under gunicorn relays a model service over HTTPS, its certificate checked: the
+gevent-patched TLS socket read through the provider's own read buffer (providers/http.py)."""
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+
+import pytest
+import requests
+
+from tests.conftest import AppServer, read_events
+from tests.standins.openai_server import WIDE_PIECE, OpenAIStandIn
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
+                                reason="needs the openssl command")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def https_upstream(certificate):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    with OpenAIStandIn(tls=context) as server:
+        yield server
+
+
+def start(https_upstream, tmp_path_factory, **env: str) -> AppServer:
+    return AppServer({"OPENAI_BASE_URL": https_upstream.url, "OPENAI_API_KEY": "sk-tls-test",
+                      "OPENAI_MODELS": "echo,wide", "DEFAULT_MODEL": "openai/echo", **env},
+                     tmp_path_factory.mktemp("instance")).start()
+
+
+def reply(server: AppServer, model: str) -> list[tuple[str, dict]]:
+    response = requests.post(f"{server.url}/chat", json={"message": "over TLS", "model": model},
+                             stream=True, timeout=30)
+    assert response.status_code == 200, response.text
+    return read_events(response)
+
+
+def text(events) -> str:
+    return "".join(data.get("text", "") for name, data in events if name == "delta")
+
+
+def test_a_reply_over_https_arrives_whole_small_events_and_wide(https_upstream, certificate,
+                                                                tmp_path_factory):
+    server = start(https_upstream, tmp_path_factory, REQUESTS_CA_BUNDLE=str(certificate[0]))
+    try:
+        echoed = reply(server, "openai/echo")
+        assert text(echoed) == "Echo: over TLS [1 messages]"
+        assert echoed[-1] == ("done", {"finish_reason": "stop", "status": "complete"})
+        wide = reply(server, "openai/wide")
+        assert text(wide) == "Wide: " + WIDE_PIECE
+        assert wide[-1] == ("done", {"finish_reason": "stop", "status": "complete"})
+    finally:
+        server.stop()
+    server.assert_clean_log()
+
+
+def test_a_certificate_nobody_vouches_for_is_refused(https_upstream, tmp_path_factory):
+    server = start(https_upstream, tmp_path_factory)
+    try:
+        events = reply(server, "openai/echo")
+        assert [name for name, _ in events][-2:] == ["error", "done"]
+        assert events[-2][1]["code"] == "upstream_unavailable"
+        assert text(events) == ""
+    finally:
+        server.stop()
+    server.assert_clean_log()
