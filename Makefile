@@ -53,8 +53,8 @@ lock:
 # here) and put the sample nginx configuration in front of the app. Chinese in the screenshots
 # needs a CJK font (Noto Sans CJK), which a bare Debian lacks.
 os-packages:
-	@[ -x $(CHROMIUM) ] && [ -x /usr/sbin/nginx ] || { $(SUDO) apt-get update -qq && \
-		$(SUDO) apt-get install -y -qq chromium nginx-light; }
+	@[ -x $(CHROMIUM) ] && [ -x /usr/sbin/nginx ] && [ -x /usr/bin/openssl ] || { \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium nginx-light openssl; }
 	@dpkg -s fonts-noto-cjk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		$(SUDO) apt-get install -y -qq fonts-noto-cjk; }
 

@@ -1,8 +1,8 @@
 """The app under gunicorn relays a model service over HTTPS, its certificate checked: the
-gevent-patched TLS socket read through the provider's own read buffer (providers/http.py)."""
+gevent-patched TLS socket read through the provider's own read buffer (providers/http.py).
+The certificate is made with the openssl command (`make os-packages` installs it)."""
 from __future__ import annotations
 
-import shutil
 import ssl
 import subprocess
 
@@ -11,9 +11,6 @@ import requests
 
 from tests.conftest import AppServer, read_events
 from tests.standins.openai_server import WIDE_PIECE, OpenAIStandIn
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
-                                reason="needs the openssl command")
 
 
 @pytest.fixture(scope="module")
