@@ -4,7 +4,9 @@ import json
 import pytest
 
 from providers.sse import Event, SSEDecoder
-from streamdesk.web.sse import PING, encode
+from streamdesk.chat.events import HEARTBEAT, Delta
+from streamdesk.web.disconnect import end_when_gone, stop_when_gone
+from streamdesk.web.sse import PING, encode, encode_delta, event_stream
 
 
 def decode_all(*reads: bytes) -> list[Event]:
@@ -106,3 +108,29 @@ def test_the_fast_delta_encoder_writes_exactly_what_the_general_one_does(text):
     from streamdesk.web.sse import encode_delta
     for field in ("text", "reasoning"):
         assert encode_delta(field, text, 9) == encode("delta", {field: text}, 9)
+
+
+def followed_reply(closed: list[str]):
+    """A followed reply's events, noting when it is closed (a follower leaving)."""
+    try:
+        yield 1, Delta("text", "Hi")
+        yield HEARTBEAT
+        yield 3, Delta("text", " there")
+    finally:
+        closed.append("events closed")
+
+
+@pytest.mark.parametrize("wrap", ["none", "end_when_gone", "stop_when_gone"])
+def test_closing_the_body_closes_the_followed_events_at_once(wrap):
+    closed: list[str] = []
+    events = followed_reply(closed)
+    body = event_stream(events)
+    if wrap == "end_when_gone":
+        body = end_when_gone(body, None)
+    elif wrap == "stop_when_gone":
+        body = stop_when_gone(body, None, lambda: None)
+    served = iter(body)
+    assert next(served) == encode_delta("text", "Hi", 1)
+    assert next(served) == PING
+    body.close()  # what the server does when the client left
+    assert closed == ["events closed"]  # not when the garbage collector gets to it

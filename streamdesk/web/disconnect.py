@@ -50,6 +50,8 @@ def stop_when_gone(body: Iterable[bytes], client, on_gone: Callable[[], object]
         except GeneratorExit:
             gevent.spawn(on_gone)  # the server noticed first (a write failed)
             raise
+        finally:
+            _close(body)
 
 
 def end_when_gone(body: Iterable[bytes], client) -> Iterator[bytes]:
@@ -66,6 +68,15 @@ def end_when_gone(body: Iterable[bytes], client) -> Iterator[bytes]:
     finally:
         if watcher is not None:
             watcher.close()
+        _close(body)
+
+
+def _close(body: Iterable[bytes]) -> None:
+    """Close ``body`` itself: ``yield from`` closes only the iterator it took from it, which
+    for a body that is not a generator (``sse.EventStream``) is not the body."""
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
 
 
 def _watch(client, on_gone: Callable[[], object]):
