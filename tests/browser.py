@@ -184,6 +184,19 @@ def last_reply(page):
     return page.locator("article.message.assistant").last
 
 
+def expect_being_written(page) -> None:
+    """The last reply shown as one being written, as a reply sent from this page is: busy,
+    streaming, Stop offered, "Writing…", and no note (cut off, stopped, refused)."""
+    from playwright.sync_api import expect
+
+    reply = last_reply(page)
+    expect(reply).to_have_attribute("aria-busy", "true")
+    expect(reply).to_have_attribute("data-status", "streaming")
+    expect(page.locator("#stop")).to_be_visible()
+    expect(page.locator("#status")).to_have_text("Writing…")
+    expect(reply.locator(".note")).to_have_count(0)
+
+
 def conversation_json(page) -> dict:
     """The open conversation as the server has it (through the page's own session)."""
     conversation_id = page.evaluate("decodeURIComponent(location.hash.slice(1))")

@@ -16,7 +16,7 @@ import requests
 from playwright.sync_api import expect
 
 pytest.register_assert_rewrite("tests.browser")
-from tests.browser import last_reply, send_message  # noqa: E402
+from tests.browser import expect_being_written, last_reply, send_message  # noqa: E402
 from tests.conftest import AppServer, EventStream  # noqa: E402
 
 pytest_plugins = ["tests.browser"]  # browser, open_page
@@ -38,15 +38,6 @@ def page_server(upstream, tmp_path_factory):
     server.assert_clean_log()
 
 
-def expect_followed(page) -> None:
-    reply = last_reply(page)
-    expect(reply).to_have_attribute("data-status", "streaming")
-    expect(reply).to_have_attribute("aria-busy", "true")
-    expect(page.locator("#stop")).to_be_visible()
-    expect(page.locator("#status")).to_have_text("Writing…")
-    expect(reply.locator(".note")).to_have_count(0)
-
-
 def test_reloads_never_reach_the_cap_and_a_refused_page_says_why(open_page, page_server,
                                                                  fresh_upstream):
     page = open_page()
@@ -55,7 +46,7 @@ def test_reloads_never_reach_the_cap_and_a_refused_page_says_why(open_page, page
     expect(page).to_have_url(re.compile(r"#.+"))  # meta has arrived: a reload reopens the chat
     for _ in range(CAP + 2):  # each reload follows the reply anew, the model silent
         page.reload()
-        expect_followed(page)
+        expect_being_written(page)
     # The tab goes elsewhere, and other tabs of the same user (here, with the page's cookie)
     # take the whole cap meanwhile.
     message_id = last_reply(page).get_attribute("data-id")
@@ -78,7 +69,7 @@ def test_reloads_never_reach_the_cap_and_a_refused_page_says_why(open_page, page
         expect(page.locator("#status")).not_to_have_text("Connection lost: reconnecting…")
         others[0].response.close()  # a tab closes: a reload follows the reply again
         page.reload()
-        expect_followed(page)
+        expect_being_written(page)
         for other in others[1:]:
             other.response.close()
 
