@@ -6,7 +6,7 @@ import pytest
 from providers.sse import Event, SSEDecoder
 from streamdesk.chat.events import HEARTBEAT, Delta
 from streamdesk.web.disconnect import end_when_gone, stop_when_gone
-from streamdesk.web.sse import PING, encode, encode_delta, event_stream
+from streamdesk.web.sse import PING, EventStream, encode, encode_delta
 
 
 def decode_all(*reads: bytes) -> list[Event]:
@@ -124,7 +124,7 @@ def followed_reply(closed: list[str]):
 def test_closing_the_body_closes_the_followed_events_at_once(wrap):
     closed: list[str] = []
     events = followed_reply(closed)
-    body = event_stream(events)
+    body = EventStream(events)
     if wrap == "end_when_gone":
         body = end_when_gone(body, None)
     elif wrap == "stop_when_gone":

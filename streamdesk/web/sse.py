@@ -54,17 +54,13 @@ def encode_event(event_id: int, event: Event) -> bytes:
     raise TypeError(f"not an event: {event!r}")
 
 
-def event_stream(events: Iterable[tuple[int, Event] | Heartbeat]) -> EventStream:
-    """The WSGI body of a followed reply: each event with its id, heartbeats as comments.
-    Closing it (the client left) closes ``events`` at once."""
-    return EventStream(events)
-
-
 class EventStream:
-    """``events`` encoded one by one through ``map``, which the server iterates in C: a
+    """The WSGI body of a followed reply: each event with its id, heartbeats as comments.
+    Closing it (the client left) closes ``events`` at once.
+
+    The events are encoded one by one through ``map``, which the server iterates in C: a
     generator here was one more level in the saved stack of every waiting follower and a
-    step per piece (docs/benchmarks.md). The server closes the body it was given, which
-    closes ``events``."""
+    step per piece (docs/benchmarks.md)."""
 
     __slots__ = ("_events", "_encoded")
 

@@ -15,7 +15,7 @@ from ..identity import current_user_id
 from ..limits import limit_messages, within_budget
 from ..requests_log import current_request_id
 from ..services import services
-from ..sse import event_stream, stream_response
+from ..sse import EventStream, stream_response
 from ..validation import parse_turn_request, read_json_object, refuse_locked_system
 
 bp = Blueprint("chat", __name__)
@@ -38,7 +38,7 @@ def chat():
         user=hash_user(user_id, settings.secret_key), user_id=user_id,
         message_id=turn.meta.message_id, prompt=ask.message if settings.log_content else None)
     live = app.replies.start(turn, observer)
-    body = event_stream(app.replies.follow_live(user_id, live))
+    body = EventStream(app.replies.follow_live(user_id, live))
     if settings.cancel_on_disconnect:
         # gunicorn's gevent worker names the client's socket so; other servers do not.
         body = stop_when_gone(body, request.environ.get("gunicorn.socket"),

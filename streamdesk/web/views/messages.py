@@ -22,7 +22,7 @@ from ..identity import owner_or
 from ..limits import limit_stops
 from ..serialize import feedback_json
 from ..services import services
-from ..sse import event_stream, stream_response
+from ..sse import EventStream, stream_response
 from ..validation import check_storable, read_json_object
 
 bp = Blueprint("messages", __name__, url_prefix="/api/messages")
@@ -42,7 +42,7 @@ def follow(message_id: str):
     # gevent worker names the client's socket so). Otherwise it would keep its greenlet and its
     # place until a write failed, two heartbeats later: a page reloaded a few times would find
     # no place left.
-    body = end_when_gone(event_stream(events), request.environ.get("gunicorn.socket"))
+    body = end_when_gone(EventStream(events), request.environ.get("gunicorn.socket"))
     return stream_response(followers().admit(user_id, body))
 
 
