@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
+from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 
 from gevent.event import Event as Signal
@@ -38,7 +40,10 @@ class LiveReply:
         self.index = StreamIndex(meta)
         self.text: list[str] = []
         self.reasoning: list[str] = []
-        self.log: list[tuple[int, Event]] = []  # (id, event), the saved ones only the newest
+        # The events held, and their ids beside them: a tuple and an int object per event
+        # were ~1.3 KB of every open reply (docs/benchmarks.md).
+        self.log: list[Event] = []
+        self.ids = array("q")
         self.dropped_to = 0  # events up to this id are saved and no longer held here
         self.heartbeats = 0
         self.ended = False
@@ -54,7 +59,8 @@ class LiveReply:
             self.heartbeats += 1
         else:
             event_id = self.index.advance(event)
-            self.log.append((event_id, event))
+            self.ids.append(event_id)
+            self.log.append(event)
             if self.on_publish is not None:
                 self.on_publish(event_id, event)
             if type(event) is Done:
@@ -69,18 +75,14 @@ class LiveReply:
         from memory; one more than KEEP_UNREAD_SAVED_EVENTS behind goes back to the database.
         (Holding the newest 32 saved events whether or not anyone needed them was ~6 KB of
         every open reply: docs/benchmarks.md.)"""
-        log = self.log
-        saved = 0
-        while saved < len(log) and log[saved][0] <= position:
-            saved += 1
+        ids = self.ids
+        saved = bisect_right(ids, position)
         read_by_all = min((reader.after for reader in self._readers), default=position)
-        drop = 0
-        while drop < saved and (log[drop][0] <= read_by_all
-                                or saved - drop > KEEP_UNREAD_SAVED_EVENTS):
-            drop += 1
-        if drop:
-            self.dropped_to = log[drop - 1][0]
-            del log[:drop]
+        drop = max(bisect_right(ids, read_by_all, hi=saved), saved - KEEP_UNREAD_SAVED_EVENTS)
+        if drop > 0:
+            self.dropped_to = ids[drop - 1]
+            del ids[:drop]
+            del self.log[:drop]
 
     def follow(self, after: int, catch_up: Callable[[int], list[tuple[int, Event]]]
                ) -> Iterator[tuple[int, Event] | Heartbeat]:
@@ -101,22 +103,20 @@ class LiveReply:
                         raise RuntimeError(f"events of reply {self.message_id} after {after} "
                                            "were saved but cannot be read back")
                     continue
-                log = self.log
-                start = len(log)
-                while start and log[start - 1][0] > after:
-                    start -= 1
-                for event_id, event in log[start:]:
+                ids = self.ids
+                start = bisect_right(ids, after)
+                for event_id, event in zip(ids[start:], self.log[start:]):
                     reader.after = after = event_id
                     yield event_id, event
                     if type(event) is Done:
                         return
-                if self.ended and (not self.log or self.log[-1][0] <= after):
+                if self.ended and (not self.ids or self.ids[-1] <= after):
                     return
                 if self.heartbeats != heartbeats:
                     heartbeats = self.heartbeats
                     yield HEARTBEAT
                     continue
-                if (self.log and self.log[-1][0] > after) or after < self.dropped_to:
+                if (self.ids and self.ids[-1] > after) or after < self.dropped_to:
                     continue  # more came while the last events were being written out
                 if self._signal is None:
                     self._signal = Signal()
