@@ -105,7 +105,7 @@ class LiveReply:
                     continue
                 ids = self.ids
                 start = bisect_right(ids, after)
-                for event_id, event in zip(ids[start:], self.log[start:]):
+                for event_id, event in zip(ids[start:], self.log[start:], strict=True):
                     reader.after = after = event_id
                     yield event_id, event
                     if type(event) is Done:
