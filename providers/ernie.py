@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import requests
-from urllib3.exceptions import ReadTimeoutError
 
 from . import http
 from .base import (
@@ -219,9 +218,8 @@ class ErnieProvider(Provider):
             chunks = self._read(response, secrets)
             yield from untimed_after_first(chunks, untime_response(response), watched)
             return
-        except requests.RequestException as e:
-            cause = e.args[0] if e.args else None
-            timed_out = isinstance(e, requests.Timeout) or isinstance(cause, ReadTimeoutError)
+        except http.READ_ERRORS as e:
+            timed_out = http.timed_out(e)
         finally:
             # Closing (not releasing) drops the socket, so Baidu stops generating. This runs
             # for GeneratorExit and for gevent's GreenletExit alike.
@@ -300,7 +298,7 @@ class ErnieProvider(Provider):
     def _status_error(self, response: requests.Response, secrets: tuple[str, ...]) -> Exception:
         try:
             payload = json.loads(response.raw.read(65536, decode_content=True) or b"null")
-        except (ValueError, requests.RequestException, OSError):
+        except (ValueError, OSError, *http.READ_ERRORS):
             payload = None
         if isinstance(payload, dict) and payload.get("error_code"):
             return self._code_error(payload, secrets)

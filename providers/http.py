@@ -7,18 +7,20 @@ carry secrets (ERNIE's access token travels in the query string).
 from __future__ import annotations
 
 import datetime
+import functools
 import http.client
 import os
 import select
 from collections.abc import Iterator, Mapping
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from requests.cookies import RequestsCookieJar
 from requests.utils import get_encoding_from_headers, get_environ_proxies
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
+from urllib3.exceptions import ReadTimeoutError
 
 from .errors import ProviderError, UpstreamTimeoutError, UpstreamUnavailableError
 
@@ -86,29 +88,29 @@ class Upstream:
         self.adapter.close()
 
 
+# What reading a streamed body may raise: urllib3's errors as its reads raise them, and
+# requests' for the same failures where requests read (a status error's body).
+READ_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError)
+
+
+def timed_out(error: BaseException) -> bool:
+    """Whether a read error is the read timeout: the upstream went silent."""
+    cause = error.args[0] if error.args else None
+    return isinstance(error, (requests.Timeout, ReadTimeoutError)) \
+        or isinstance(cause, ReadTimeoutError)
+
+
 def body_reads(response: requests.Response, size: int = 65_536) -> Iterator[bytes]:
     """A streamed body's bytes as they arrive, whatever its framing: never waiting to fill a
-    size or for the end. A chunked body comes chunk by chunk, straight from urllib3's
-    ``read_chunked`` (the cheaper path: 3-4 µs a chunk less than ``read1``; and what
-    ``iter_content(None)`` does under two more generators, each a step per chunk and a level
-    in the saved stack of every waiting reply); any other is read with ``read1``, which
-    returns what the connection has. urllib3's errors come out as ``iter_content`` raises
-    them."""
+    size or for the end; the caller catches READ_ERRORS. A chunked body comes chunk by chunk,
+    straight from urllib3's ``read_chunked`` (3-4 µs a chunk cheaper than ``read1``); any
+    other is read with ``read1``, which returns what the connection has. Not a generator of
+    its own: each generator between the socket and the relay is a step per chunk and a level
+    (~0.5 KB) in the saved stack of every waiting reply (docs/benchmarks.md)."""
     raw = response.raw
-    try:
-        if raw.chunked and raw.supports_chunked_reads():
-            yield from raw.read_chunked(None, decode_content=True)
-            return
-        while data := raw.read1(size):
-            yield data
-    except ProtocolError as e:
-        raise requests.exceptions.ChunkedEncodingError(e) from e
-    except DecodeError as e:
-        raise requests.exceptions.ContentDecodingError(e) from e
-    except ReadTimeoutError as e:
-        raise requests.ConnectionError(e) from e
-    except SSLError as e:
-        raise requests.exceptions.SSLError(e) from e
+    if raw.chunked and raw.supports_chunked_reads():
+        return raw.read_chunked(None, decode_content=True)
+    return iter(functools.partial(raw.read1, size), b"")
 
 
 class _PolledNow:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import requests
-from urllib3.exceptions import ReadTimeoutError
 
 from . import http
 from .base import (
@@ -86,17 +85,42 @@ class OpenAICompatProvider(Provider):
         return body
 
     def _attempt(self, request: ChatRequest, watched: bool) -> Iterator[Chunk]:
+        """One try at the reply's chunks. Raw bytes, each read as it arrives, split into lines
+        and events by our decoder, all in this one generator: each generator more between the
+        socket and the relay was a step per chunk and a level in the saved stack of every
+        waiting reply (docs/benchmarks.md). requests' iter_lines() is wrong for SSE: a CR
+        ending one read and the LF starting the next become two line breaks (a blank line that
+        dispatches half an event), and decode_unicode splits at U+2028 inside JSON strings.
+        With ``watched`` the reads are untimed as the first chunk goes out: from then on the
+        caller's timer bounds the silences (``Provider.stream``)."""
         response = self.upstream.post(self.url, f"the {self.name} model service",
                                       json=self.request_body(request), timeout=self.timeout)
         try:
             if response.status_code != 200:
                 raise self._status_error(response)
-            yield from self._read_events(response,
-                                         untime_response(response) if watched else None)
-        except requests.RequestException as e:
+            untime = untime_response(response) if watched else None
+            finish_reason = None
+            decoder = SSEDecoder()
+            reads = http.body_reads(response)
+            for data in reads:
+                for event in decoder.feed(data):
+                    if event.data == "[DONE]":
+                        _drain(reads)
+                        yield Chunk(finish_reason=finish_reason or "stop")
+                        return
+                    chunks, finish_reason = self._chunks(event, finish_reason)
+                    if chunks:
+                        if untime is not None:
+                            untime()
+                            untime = None
+                        yield from chunks
+            if finish_reason is None:
+                raise StreamInterruptedError(
+                    f"The reply from {self.name} was cut off before it finished.")
+            yield Chunk(finish_reason=finish_reason)
+        except http.READ_ERRORS as e:
             # requests wraps a read timeout mid-stream in a ConnectionError.
-            cause = e.args[0] if e.args else None
-            if isinstance(cause, ReadTimeoutError) or isinstance(e, requests.Timeout):
+            if http.timed_out(e):
                 raise self.went_silent() from None
             raise StreamInterruptedError(
                 f"The connection to {self.name} broke mid-reply.") from None
@@ -104,37 +128,6 @@ class OpenAICompatProvider(Provider):
             # Closing (not releasing) the response drops the socket, so a cancelled reply
             # stops upstream too: a local vLLM or Ollama notices and stops generating.
             response.close()
-
-    def _read_events(self, response: requests.Response, untime: Callable[[], None] | None
-                     ) -> Iterator[Chunk]:
-        """The reply's chunks. ``untime`` (``Provider.stream(watched=True)``) is called as the
-        first one goes out: from then on the caller's timer bounds the silences.
-
-        Raw bytes, each read as it arrives, split into lines and events by our decoder, all in
-        this one generator: each generator more between the socket and the relay was a step
-        per chunk and a level in the saved stack of every waiting reply (docs/benchmarks.md).
-        requests' iter_lines() is wrong for SSE: a CR ending one read and the LF starting the
-        next become two line breaks (a blank line that dispatches half an event), and
-        decode_unicode splits at U+2028 inside JSON strings."""
-        finish_reason = None
-        decoder = SSEDecoder()
-        reads = http.body_reads(response)
-        for data in reads:
-            for event in decoder.feed(data):
-                if event.data == "[DONE]":
-                    _drain(reads)
-                    yield Chunk(finish_reason=finish_reason or "stop")
-                    return
-                chunks, finish_reason = self._chunks(event, finish_reason)
-                if chunks:
-                    if untime is not None:
-                        untime()
-                        untime = None
-                    yield from chunks
-        if finish_reason is None:
-            raise StreamInterruptedError(
-                f"The reply from {self.name} was cut off before it finished.")
-        yield Chunk(finish_reason=finish_reason)
 
     def _chunks(self, event: Event, finish_reason: str | None
                 ) -> tuple[list[Chunk], str | None]:
@@ -183,7 +176,7 @@ class OpenAICompatProvider(Provider):
         status = response.status_code
         try:
             payload = json.loads(response.raw.read(65536, decode_content=True) or b"null")
-        except (ValueError, requests.RequestException, OSError):
+        except (ValueError, OSError, *http.READ_ERRORS):
             payload = None
         said = self._upstream_message(payload)
         error = payload.get("error") if isinstance(payload, dict) else None
@@ -221,7 +214,7 @@ def _drain(reads: Iterator[bytes]) -> None:
     try:
         for _ in reads:
             pass
-    except requests.RequestException:
+    except http.READ_ERRORS:
         pass  # the reply is complete; the connection is simply not reused
 
 
