@@ -150,6 +150,13 @@ def test_retries_at_most_twice(upstream):
     assert error.code == "upstream_unavailable" and upstream.attempts["status-503"] == 3
 
 
+def test_an_error_status_whose_body_breaks_off_is_still_that_status(upstream):
+    # urllib3's own read error, while the body of the 503 was read for its message, used to
+    # escape the provider and reach the user as StreamDesk's internal failure.
+    error = failure(make_provider(upstream), "cut-503")
+    assert error.code == "upstream_unavailable" and upstream.attempts["cut-503"] == 3
+
+
 def test_errors_after_the_first_chunk_are_not_retried(upstream):
     failure(make_provider(upstream), "midstream-error")
     assert upstream.attempts["midstream-error"] == 1

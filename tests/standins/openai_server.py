@@ -141,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.disconnected_at = self.server.disconnected_at or time.monotonic()
             self.server.disconnected.set()
             self.close_connection = True
-        if model in ("cut", "stall", "midstream-error", "malformed"):
+        if model in ("cut", "stall", "midstream-error", "malformed", "cut-503"):
             self.close_connection = True  # these end without a well-formed response
         if model == "then-hang-up":  # as an upstream's idle timeout does, unannounced
             self.wfile.flush()
@@ -156,6 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(int(model.split("-")[1]), f"stand-in status {model}")
         if model == "flaky-503" and attempt == 1:
             return self._error(503, "The engine is currently overloaded")
+        if model == "cut-503":  # its error body cut off: the connection drops first
+            return self._error(503, "The engine is currently overloaded", cut=True)
         if model == "retry-after" and attempt == 1:
             return self._error(429, "Rate limit reached", headers={"Retry-After": "0"})
         if model == "zhipu-1113":
@@ -297,12 +299,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- wire -----------------------------------------------------------------------------
 
-    def _error(self, status: int, message: str, code=None, headers=None) -> None:
+    def _error(self, status: int, message: str, code=None, headers=None, cut=False) -> None:
         payload = json.dumps({"error": {"message": message, "type": "invalid_request_error",
                                         "param": None, "code": code}}).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
+        if cut:  # announced, never sent
+            payload = b""
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
