@@ -3,6 +3,7 @@ app under gunicorn as the Procfile starts it, with every kind of provider behind
 stand-in (OpenAI-compatible, ERNIE, Spark) and the demo model."""
 from __future__ import annotations
 
+import datetime
 import http.client
 import json
 import sqlite3
@@ -15,13 +16,14 @@ import openai
 import pytest
 import requests
 from gevent.event import Event as Gate
+from sqlalchemy.exc import OperationalError
 
 from providers import ChatRequest, Message
 from providers.sse import SSEDecoder
 from streamdesk.chat.api_turn import ApiReply, PreparedApiTurn
-from streamdesk.chat.events import Delta
+from streamdesk.chat.events import Delta, Done
 from streamdesk.chat.observer import ReplyObserver
-from streamdesk.store import Store
+from streamdesk.store import ReplyStatus, Store
 from tests.conftest import AppServer
 from tests.fakes import FakeProvider
 from tests.standins import ernie_server as ernie
@@ -592,3 +594,54 @@ def test_a_key_acts_as_its_owner_without_the_sign_in_it_was_made_with(make_app, 
                                                                   "content": "hi"}]})
     assert answer.status_code == 200 and answer.json["object"] == "chat.completion"
     assert [k["name"] for k in page.get("/api/keys").json["keys"]] == ["ci"]
+
+
+def api_reply_refused(tmp_path, monkeypatch, refusals: int):
+    """An API reply of "Hello there." whose last word (the ledger's entry, the end of its row)
+    the store refuses ``refusals`` times, as PostgreSQL does to one side of a deadlock; the
+    store, the events the caller received, and how often the end was asked for."""
+    store = Store(f"sqlite:///{tmp_path / 'last.sqlite3'}")
+    store.migrate()
+    store.start_api_reply("alice", "r1", max_streams=1)
+    asked: list[str] = []
+    end = store.end_api_reply
+
+    def flaky_end(reply_id, cost=None):
+        asked.append(reply_id)
+        if len(asked) <= refusals:
+            raise OperationalError("DELETE FROM api_replies ...", {},
+                                   Exception("deadlock detected"))
+        end(reply_id, cost)
+
+    monkeypatch.setattr(store, "end_api_reply", flaky_end)
+    fake = FakeProvider()
+    fake.enqueue(["Hello ", "there."])
+    reply = ApiReply(PreparedApiTurn(fake, "fake/model", ChatRequest("model", (
+        Message("user", "hi"),))), "r1", store, ReplyObserver(
+        provider="fake", model_id="fake/model", request_id="r", user="u", message_id="r1",
+        user_id="alice"), max_chars=1000, time_limit_seconds=60, heartbeat_seconds=0)
+    return store, list(reply.events()), asked
+
+
+def spent(store: Store) -> int:
+    return store.usage.tokens_spent("alice", datetime.datetime(2000, 1, 1),
+                                    datetime.datetime(3000, 1, 1))
+
+
+def test_an_api_reply_whose_last_word_is_refused_once_is_counted_the_second_time(
+        tmp_path, monkeypatch):
+    store, events, asked = api_reply_refused(tmp_path, monkeypatch, refusals=1)
+    assert "".join(e.text for e in events if isinstance(e, Delta)) == "Hello there."
+    assert events[-1] == Done("stop", ReplyStatus.COMPLETE)
+    assert asked == ["r1", "r1"]
+    assert spent(store) > 0  # in the ledger
+    assert store.active_streams("alice") == 0  # no longer counted against the cap
+
+
+def test_an_api_reply_whose_last_word_is_always_refused_still_reaches_its_caller_whole(
+        tmp_path, monkeypatch, caplog):
+    store, events, asked = api_reply_refused(tmp_path, monkeypatch, refusals=2)
+    assert "".join(e.text for e in events if isinstance(e, Delta)) == "Hello there."
+    assert events[-1] == Done("stop", ReplyStatus.COMPLETE)
+    assert len(asked) == 2 and spent(store) == 0
+    assert "saving the end of API reply r1 failed" in caplog.text

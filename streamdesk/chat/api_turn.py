@@ -40,7 +40,7 @@ from .ledger import cost_of, estimated_usage
 from .lifecycle import ClientGone
 from .model_text import PieceCleaner, storable
 from .observer import ReplyObserver
-from .relay import INTERNAL, TIME_LIMIT, YIELD_EVERY_CHUNKS
+from .relay import INTERNAL, TIME_LIMIT, YIELD_EVERY_CHUNKS, save_last_word
 from .silence import SilenceWatch
 from .turn import OperatorRules, choose_model, fit_history, system_prompt
 
@@ -257,8 +257,11 @@ class ApiReply:
             if close is not None:  # a generator: releases the upstream connection now
                 close()
             content = "".join(text)
-            store.end_api_reply(self.reply_id,
-                                cost_of(observer, self.turn.request, content, usage, status))
+            cost = cost_of(observer, self.turn.request, content, usage, status)
+            # Refused twice: the ledger misses this reply, and its row stops counting against
+            # the stream cap once stale; the caller has the whole reply all the same.
+            save_last_word(lambda: store.end_api_reply(self.reply_id, cost),
+                           f"the end of API reply {self.reply_id}")
             observer.finished(status=status, finish_reason=finish_reason, usage=usage,
                               error_code=failure.code if failure else None, reply=content)
         if status == ReplyStatus.CANCELLED:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import gevent
 from gevent import GreenletExit
@@ -149,12 +150,13 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
         if saver is not None:
             saver.finished(live)
         try:
-            if not _save_end(store, live.message_id, content=content,
-                             reasoning="".join(reasoning), status=status,
-                             finish_reason=finish_reason,
-                             error=(failure.code, failure.message) if failure else None,
-                             usage=usage, stream_index=live.index.to_json(),
-                             cost=cost_of(observer, request, content, usage, status)):
+            error = (failure.code, failure.message) if failure else None
+            cost = cost_of(observer, request, content, usage, status)
+            if not save_last_word(lambda: store.finish_turn(
+                    live.message_id, content=content, reasoning="".join(reasoning),
+                    status=status, finish_reason=finish_reason, error=error, usage=usage,
+                    stream_index=live.index.to_json(), cost=cost),
+                    f"the end of reply {live.message_id}"):
                 # The database holds the last progress save, marked streaming until this
                 # worker stops (then a reader marks it interrupted, as for any dead writer).
                 status, finish_reason = ReplyStatus.INTERRUPTED, "error"
@@ -170,16 +172,16 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
             publish(Done(finish_reason or "error", status))
 
 
-def _save_end(store: Store, message_id: str, **end) -> bool:
-    """``store.finish_turn``, tried again once if the database refuses it; False (and logged)
-    when it refused both times."""
+def save_last_word(save: Callable[[], object], what: str) -> bool:
+    """``save()``, tried again once if the database refuses it; False (and logged) when it
+    refused both times."""
     for attempt in range(1, FINISH_ATTEMPTS + 1):
         try:
-            store.finish_turn(message_id, **end)
+            save()
             return True
         except Exception:
             if attempt == FINISH_ATTEMPTS:
-                log.exception("saving the end of reply %s failed", message_id)
+                log.exception("saving %s failed", what)
             else:
-                log.warning("saving the end of reply %s failed; trying again", message_id)
+                log.warning("saving %s failed; trying again", what)
     return False
