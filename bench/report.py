@@ -88,6 +88,16 @@ def _row(streams: int, name: str, r: dict, direct: dict | None,
             f"{after} | {_ms(ttft.get('p50'))} / {_ms(ttft.get('p99'))} | {cpu} | {peak} | {per} |")
 
 
+def _reference_text(f: dict) -> str:
+    """The reference loop's time (``run.reference_ms``) at the start and the end of the run."""
+    times = f.get("reference_ms") or []
+    if not times:
+        return ""
+    return (" Reference loop (fixed Python work, lower is faster): "
+            + " ms at the start, ".join(f"{t:g}" for t in times)
+            + (" ms at the end." if len(times) > 1 else " ms."))
+
+
 def _relay_section(results: dict) -> str:
     f = results["facts"]
     followers = _with_followers(results)
@@ -98,7 +108,8 @@ def _relay_section(results: dict) -> str:
            if f["dirty_files"] else "")
         + f". Machine: {f['cpus']} cores ({f['cpu_model'] or 'unknown CPU'}), {f['memory']}, "
           f"Linux {f['kernel']}, Python {f['python']}; "
-          + ", ".join(f"{k} {v}" for k, v in f["versions"].items()) + ".",
+          + ", ".join(f"{k} {v}" for k, v in f["versions"].items()) + "."
+        + _reference_text(f),
         "",
         f"Each stream: {f['chunks']} chunks at {f['rate']:g} per second "
         f"({f['chunks'] / f['rate']:g} s), "

@@ -285,10 +285,31 @@ def measure_burst(args, n: int, upstream, out: Path, env: dict) -> dict:
                 run_relay, args, n, upstream, port, out, env, tag=f"burst-{n}", shape=shape))}
 
 
+# A chunk as the stand-in upstream sends it, and what the relay does to each in Python.
+_REFERENCE_CHUNK = json.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk",
+                               "model": "bench", "choices": [{"index": 0, "delta": {
+                                   "content": "a piece of a reply "}, "finish_reason": None}]})
+
+
+def reference_ms(rounds: int = 3) -> float:
+    """This machine's speed, for reading runs made on different machines or hours: the CPU
+    milliseconds of a fixed piece of the relay's Python work (decode an upstream chunk, write
+    it as an event), the fastest of ``rounds``. The same build's CPU per chunk has moved by a
+    fifth within an hour of one VM (docs/benchmarks.md); lower is faster."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        for event_id in range(20_000):
+            piece = json.loads(_REFERENCE_CHUNK)["choices"][0]["delta"]["content"]
+            f"id: {event_id}\nevent: delta\ndata: {json.dumps({'text': piece})}\n\n".encode()
+        best = min(best, time.process_time() - started)
+    return round(best * 1000, 1)
+
+
 def machine_facts(app_dir: Path) -> dict:
     def git(*words):
         done = subprocess.run(["git", "-C", str(app_dir), *words], capture_output=True, text=True)
-        return done.stdout.strip()
+        return done.stdout.rstrip("\n")  # not strip(): a status line starts with a space
 
     model = ""
     try:
@@ -318,7 +339,8 @@ def machine_facts(app_dir: Path) -> dict:
             "commit": git("rev-parse", "--short", "HEAD"),
             "commit_subject": git("log", "-1", "--format=%s"),
             "app_dir": str(app_dir), "dirty_files": dirty, "versions": versions,
-            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
+            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            "reference_ms": [reference_ms()]}
 
 
 def main() -> None:
@@ -427,7 +449,8 @@ def main() -> None:
                  ramp=args.ramp, levels=levels, env=base_env, followers=args.followers,
                  arrival=args.arrival, burst_chunks=args.burst_chunks, think_ms=args.think_ms,
                  store="PostgreSQL + Redis" if args.shared else "SQLite, file sessions")
-    log(f"commit {facts['commit']} in {args.app_dir}; results in {out}")
+    log(f"commit {facts['commit']} in {args.app_dir}; results in {out}; "
+        f"reference loop {facts['reference_ms'][0]} ms")
     results = {"facts": facts, "levels": [], "variants": [], "render": None, "unloaded": {},
                "bursts": []}
     started = time.monotonic()
@@ -479,6 +502,9 @@ def main() -> None:
         results["render"] = render_bench.run(args.app_dir, out)
         log(f"render: {json.dumps(results['render'].get('summary'))}")
     results["elapsed_s"] = round(time.monotonic() - started, 1)
+    facts["reference_ms"].append(reference_ms())
+    log(f"reference loop: {facts['reference_ms'][0]} ms at the start, "
+        f"{facts['reference_ms'][1]} ms at the end")
     (out / "results.json").write_text(json.dumps(results, indent=1))
     text = report.render(results)
     (out / "benchmarks-table.md").write_text(text)
