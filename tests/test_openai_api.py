@@ -313,16 +313,22 @@ def test_a_stream_begun_by_heartbeats_ends_a_later_failure_with_an_error_event(
     assert not isinstance(raised.value, openai.APIStatusError)  # no HTTP error: a 200 began
 
 
+def alices_api_reply(store: Store, fake: FakeProvider, *, heartbeat_seconds: float) -> ApiReply:
+    """Alice's API reply "r1" to "hi", written by ``fake``, run in this process."""
+    return ApiReply(PreparedApiTurn(fake, "fake/model", ChatRequest("model", (
+        Message("user", "hi"),))), "r1", store, ReplyObserver(
+        provider="fake", model_id="fake/model", request_id="r", user="u", message_id="r1",
+        user_id="alice"), max_chars=1000, time_limit_seconds=60,
+        heartbeat_seconds=heartbeat_seconds)
+
+
 def test_a_piece_that_comes_while_a_heartbeat_is_written_waits_for_its_end(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'beats.sqlite3'}")
     store.migrate()
     store.start_api_reply("alice", "r1", max_streams=1)
     fake, silence = FakeProvider(), Gate()
     fake.enqueue(["first ", silence, "second"])
-    reply = ApiReply(PreparedApiTurn(fake, "fake/model", ChatRequest("model", (
-        Message("user", "hi"),))), "r1", store, ReplyObserver(
-        provider="fake", model_id="fake/model", request_id="r", user="u", message_id="r1",
-        user_id="alice"), max_chars=1000, time_limit_seconds=60, heartbeat_seconds=0.01)
+    reply = alices_api_reply(store, fake, heartbeat_seconds=0.01)
     events = reply.events()
     while (first := reply.first_event(events)) is None:
         pass
@@ -616,10 +622,7 @@ def api_reply_refused(tmp_path, monkeypatch, refusals: int):
     monkeypatch.setattr(store, "end_api_reply", flaky_end)
     fake = FakeProvider()
     fake.enqueue(["Hello ", "there."])
-    reply = ApiReply(PreparedApiTurn(fake, "fake/model", ChatRequest("model", (
-        Message("user", "hi"),))), "r1", store, ReplyObserver(
-        provider="fake", model_id="fake/model", request_id="r", user="u", message_id="r1",
-        user_id="alice"), max_chars=1000, time_limit_seconds=60, heartbeat_seconds=0)
+    reply = alices_api_reply(store, fake, heartbeat_seconds=0)
     return store, list(reply.events()), asked
 
 

@@ -157,8 +157,9 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
                     status=status, finish_reason=finish_reason, error=error, usage=usage,
                     stream_index=live.index.to_json(), cost=cost),
                     f"the end of reply {live.message_id}"):
-                # The database holds the last progress save, marked streaming until this
-                # worker stops (then a reader marks it interrupted, as for any dead writer).
+                # The database holds the last progress save, marked streaming; untouched, it
+                # reads as interrupted once stale (STALE_STREAMING_SECONDS), as a dead
+                # writer's reply does.
                 status, finish_reason = ReplyStatus.INTERRUPTED, "error"
                 failure = failure or NOT_SAVED
         finally:
