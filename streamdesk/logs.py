@@ -40,6 +40,10 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # A record asks for its thread's name, which nothing here logs: under gevent that makes a
+    # thread object for each greenlet that logs, held for as long as it lives (every open
+    # reply's request).
+    logging.logThreads = False
     # urllib3 logs request URLs at DEBUG, and ERNIE's access token travels in the URL.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
