@@ -121,7 +121,7 @@ def app_server(upstream, tmp_path_factory):
     server = AppServer({
         "OPENAI_BASE_URL": upstream.url,
         "OPENAI_API_KEY": "sk-app-test-key-0123456789",
-        "OPENAI_MODELS": "echo,slow,paced,hold,pause,midstream-error,cut,status-401,reasoning",
+        "OPENAI_MODELS": "echo,slow,paced,hold,midstream-error,cut,status-401,reasoning",
         "DEFAULT_MODEL": "demo/offline",
         "HEARTBEAT_SECONDS": "0.3",
         "SAVE_INTERVAL_SECONDS": "0",

@@ -179,22 +179,6 @@ def test_heartbeats_while_the_upstream_is_silent_before_the_first_token(
     assert events[-1].event == "done"
 
 
-def test_heartbeats_while_the_upstream_is_silent_after_the_first_token(
-        user, app_server, fresh_upstream):
-    # By then the request reads the upstream itself (chat/driving.py): a greenlet of the
-    # reply's writes them between the request's own writes, in the same chunked body.
-    response = chat(user, app_server, message="wait", model="openai/pause")
-    reads = response.iter_content(chunk_size=None)
-    raw = b""
-    while b"first " not in raw or raw.split(b"first ", 1)[1].count(b": ping\n\n") < 2:
-        raw += next(reads)
-    fresh_upstream.release.set()
-    events = SSEDecoder().feed(raw + b"".join(reads))
-    assert [e.json()["text"] for e in events if e.event == "delta"] == ["first ",
-                                                                         "then the rest"]
-    assert events[-1].event == "done" and events[-1].json()["status"] == "complete"
-
-
 @pytest.mark.parametrize("model, code, status", [
     ("openai/midstream-error", "upstream_error", "error"),
     ("openai/cut", "interrupted", "interrupted"),

@@ -124,7 +124,7 @@ def test_an_upstream_that_never_pauses_still_lets_the_other_streams_run(store, f
             gevent.sleep(0)
 
     other = gevent.spawn(another_stream)  # scheduled after the reply's own greenlet
-    live.drive.finished.wait()
+    live.generator.join()
     other.join()
     assert any(0 < pieces < 1000 for pieces in pieces_when_another_stream_ran)
 
@@ -159,7 +159,7 @@ def test_the_reply_goes_on_when_its_follower_leaves(store, fake):
     assert next(follower) == (14, Delta("text", "First piece. "))
     follower.close()  # the browser went away
     gate.set()
-    live.drive.finished.wait(timeout=5)
+    live.generator.join(timeout=5)
     reply = saved(store, live)
     assert (reply.content, reply.status) == ("First piece. The rest.", ReplyStatus.COMPLETE)
 
@@ -458,149 +458,3 @@ def test_with_redis_each_reply_is_one_capped_stream_that_expires_after_done(stor
     assert client.xlen(key) < 300  # 600 pieces and more were written; the oldest trimmed
     assert client.xrevrange(key, count=1)[0][0] == f"{events[-1][0]}-0".encode()  # done kept
     assert 0 < client.ttl(key) <= RedisBus.KEEP_AFTER_DONE_SECONDS
-
-
-
-# The request that asked for a reply moves it itself while it reads it (driving.py) --------------
-
-def text_of(item) -> str | None:
-    return None if item is HEARTBEAT else getattr(item[1], "text", None)
-
-
-class Request:
-    """POST /chat's side of a reply, on a greenlet of its own: it reads the reply with
-    ``drives=True``; on reading ``slow_at`` it takes no writes until ``client_reads`` is set,
-    and on reading ``leave_at`` its connection closes."""
-
-    def __init__(self, replies, live, *, slow_at: str | None = None,
-                 leave_at: str | None = None):
-        self.read: list = []
-        self.reached: dict[str, Gate] = {}
-        self.client_reads = Gate()
-        self.slow_at, self.leave_at = slow_at, leave_at
-        self.greenlet = gevent.spawn(self._run, replies.follow_live("alice", live, drives=True))
-
-    def reaches(self, text: str) -> Gate:
-        return self.reached.setdefault(text, Gate())
-
-    def _run(self, followed) -> None:
-        for item in followed:
-            self.read.append(item)
-            text = text_of(item)
-            if text is None:
-                continue
-            if text in self.reached:
-                self.reached[text].set()
-            if text == self.leave_at:
-                followed.close()  # a write failed: the server closes the body
-                return
-            if text == self.slow_at:
-                self.client_reads.wait()
-
-    def texts(self) -> list[str]:
-        return [e.text for _, e in events_of(self.read) if type(e) is Delta]
-
-
-def test_the_request_that_asked_reads_the_upstream_itself_and_the_replys_greenlet_ends(
-        store, fake):
-    # One greenlet per open reply instead of two: ~10 KB less each (docs/benchmarks.md).
-    gate = Gate()
-    fake.enqueue(["First. ", gate, "Second. ", "Third."])
-    replies = keeper(store)
-    live = begin(store, replies, fake)
-    own = live.drive.holder
-    request = Request(replies, live)
-    request.reaches("First. ").wait(timeout=5)  # read on, found nothing, asked for the relay
-    gate.set()
-    request.greenlet.join(timeout=5)
-    assert own.dead and live.drive.holder is request.greenlet
-    assert request.texts() == ["First. ", "Second. ", "Third."]
-    assert events_of(request.read)[-1][1] == Done("stop", ReplyStatus.COMPLETE)
-    assert saved(store, live).content == "First. Second. Third."
-
-
-def test_when_the_request_reading_the_upstream_leaves_the_reply_goes_on_by_itself(store, fake):
-    gate, later = Gate(), Gate()
-    fake.enqueue(["First. ", gate, "Second. ", later, "Third."])
-    replies = keeper(store)
-    live = begin(store, replies, fake)
-    request = Request(replies, live, leave_at="Second. ")
-    request.reaches("First. ").wait(timeout=5)
-    gate.set()  # the reply's greenlet reads "Second. " and hands the relay to the request
-    request.greenlet.join(timeout=5)
-    assert not live.drive.done and live.drive.holder is not request.greenlet
-    later.set()
-    live.drive.finished.wait(timeout=5)
-    reply = saved(store, live)
-    assert (reply.content, reply.status) == ("First. Second. Third.", ReplyStatus.COMPLETE)
-    assert events_of(replies.follow("alice", live.message_id, 0))[-1][1] == Done(
-        "stop", ReplyStatus.COMPLETE)
-
-
-def test_a_stop_while_the_request_writes_to_its_client_ends_the_reply_at_once(store, fake):
-    gate, never = Gate(), Gate()
-    fake.enqueue(["First. ", gate, "Second. ", never, "never sent"])
-    replies = keeper(store)
-    live = begin(store, replies, fake)
-    request = Request(replies, live, slow_at="Second. ")
-    request.reaches("First. ").wait(timeout=5)
-    gate.set()
-    request.reaches("Second. ").wait(timeout=5)  # holds the relay, busy with a slow client
-    stopped = replies.stop("alice", live.message_id)
-    assert (stopped.status, stopped.content) == (ReplyStatus.CANCELLED, "First. Second. ")
-    assert fake.closed == 1
-    request.client_reads.set()
-    request.greenlet.join(timeout=5)
-    assert events_of(request.read)[-1][1] == Done("cancelled", ReplyStatus.CANCELLED)
-
-
-def test_a_stop_while_the_request_waits_for_the_upstream_ends_the_reply_at_once(store, fake):
-    gate, never = Gate(), Gate()
-    fake.enqueue(["First. ", gate, "Second. ", never, "never sent"])
-    replies = keeper(store)
-    live = begin(store, replies, fake)
-    request = Request(replies, live)
-    request.reaches("First. ").wait(timeout=5)
-    gate.set()
-    request.reaches("Second. ").wait(timeout=5)
-    gevent.idle()  # it has stepped on and waits for the upstream, holding the relay
-    assert live.drive.holder is request.greenlet and live.drive.inside
-    stopped = replies.stop("alice", live.message_id)
-    assert (stopped.status, stopped.content, fake.closed) == (
-        ReplyStatus.CANCELLED, "First. Second. ", 1)
-    request.greenlet.join(timeout=5)
-    assert events_of(request.read)[-1][1] == Done("cancelled", ReplyStatus.CANCELLED)
-
-
-def test_a_reply_whose_client_takes_no_writes_for_a_whole_silence_goes_on_without_it(
-        store, fake):
-    gate = Gate()
-    fake.enqueue(["First. ", gate, "Second. ", "Third."])
-    replies = keeper(store, heartbeat_seconds=0.05)
-    live = begin(store, replies, fake)
-    request = Request(replies, live, slow_at="Second. ")
-    request.reaches("First. ").wait(timeout=5)
-    gate.set()
-    request.reaches("Second. ").wait(timeout=5)
-    assert live.drive.finished.wait(timeout=5)  # finished while its client read nothing
-    assert saved(store, live).content == "First. Second. Third."
-    request.client_reads.set()
-    request.greenlet.join(timeout=5)
-    assert request.texts() == ["First. ", "Second. ", "Third."]
-
-
-def test_while_the_request_waits_for_a_silent_upstream_its_client_gets_heartbeats(store, fake):
-    gate, silence = Gate(), Gate()
-    fake.enqueue(["First. ", gate, "Second. ", silence, "Third."])
-    replies = keeper(store, heartbeat_seconds=0.05)
-    live = begin(store, replies, fake)
-    beats = Gate()
-    live.drive.keep_alive(beats.set)
-    request = Request(replies, live)
-    request.reaches("First. ").wait(timeout=5)
-    gate.set()
-    assert beats.wait(timeout=5) and live.drive.holder is request.greenlet
-    silence.set()
-    request.greenlet.join(timeout=5)
-    assert request.texts() == ["First. ", "Second. ", "Third."]
-    assert saved(store, live).status is ReplyStatus.COMPLETE

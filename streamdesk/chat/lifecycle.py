@@ -1,14 +1,16 @@
 """Ending live replies cleanly when the server stops.
 
 On SIGTERM gunicorn stops accepting and lets running requests go on, but its master SIGKILLs
-the workers when ``graceful_timeout`` is over, and a killed process saves nothing. A reply
-whose connection closed goes on on a greenlet of its own, which gunicorn does not wait for; so
-each worker waits for its replies before it exits (``wait_for_replies``, from gunicorn's
-``worker_exit`` hook) and interrupts those still running shortly before the deadline: each is
-then saved as ``interrupted`` and its followers are told so, and the worker exits with nothing
-lost. Replies that end within the grace period end normally.
+the workers when ``graceful_timeout`` is over, and a killed process saves nothing. Replies are
+written on greenlets of their own, which gunicorn does not wait for; so each worker waits for
+its replies before it exits (``wait_for_replies``, from gunicorn's ``worker_exit`` hook) and
+interrupts those still running shortly before the deadline: each is then saved as
+``interrupted`` and its followers are told so, and the worker exits with nothing lost.
+Replies that end within the grace period end normally.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import gevent
 from gevent import GreenletExit
@@ -17,7 +19,7 @@ from gevent import GreenletExit
 # for each reply to be saved and its followers to get their last two events.
 MARGIN_SECONDS = 2.0
 
-_live: set = set()  # the Drive of each reply being written by this worker (driving.py)
+_live: dict = {}  # greenlet writing a reply in this worker -> whether it may be interrupted
 
 
 class ServerStopping(GreenletExit):
@@ -33,17 +35,18 @@ class ClientGone(GreenletExit):
     of handing it on half-read."""
 
 
-def track(drive) -> None:
-    _live.add(drive)
+def track(greenlet, interruptible: Callable[[], bool] = lambda: True) -> None:
+    _live[greenlet] = interruptible
 
 
-def untrack(drive) -> None:
-    _live.discard(drive)
+def untrack(greenlet) -> None:
+    _live.pop(greenlet, None)
 
 
 def interrupt_live_replies() -> None:
-    for drive in list(_live):
-        drive.interrupt(ServerStopping)  # a reply already saving its end is left to finish
+    for reply, interruptible in list(_live.items()):
+        if interruptible():  # a reply already saving its end is left to finish
+            reply.kill(ServerStopping, block=False)
 
 
 def schedule_interruption(graceful_timeout: float) -> None:
@@ -53,4 +56,4 @@ def schedule_interruption(graceful_timeout: float) -> None:
 def wait_for_replies(timeout: float) -> None:
     """Let the replies of this worker end (or be interrupted) before the process exits."""
     if _live:
-        gevent.wait([drive.finished for drive in _live], timeout=timeout)
+        gevent.joinall(list(_live), timeout=timeout)

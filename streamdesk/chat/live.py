@@ -14,15 +14,11 @@ import socket
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from gevent.event import Event as Signal
 
 from .events import HEARTBEAT, Done, Event, Heartbeat, Meta
 from .stream_index import StreamIndex
-
-if TYPE_CHECKING:
-    from .driving import Drive
 
 _worker_id: str | None = None
 # Saved events still held for a follower behind them: 12 s of a reply at 20 pieces a second,
@@ -51,7 +47,7 @@ class LiveReply:
         self.dropped_to = 0  # events up to this id are saved and no longer held here
         self.heartbeats = 0
         self.ended = False
-        self.drive: Drive | None = None  # which greenlet moves it (driving.py)
+        self.generator = None  # the greenlet writing it
         self.closing = False  # it is saving its end: no stop or interruption may cut that
         self._signal: Signal | None = None
         self._readers: set[_Reader] = set()  # this worker's followers, and how far they read
@@ -73,12 +69,6 @@ class LiveReply:
             self._signal.set()
             self._signal = None
 
-    def wake(self) -> None:
-        """Wake the followers waiting here without an event."""
-        if self._signal is not None:
-            self._signal.set()
-            self._signal = None
-
     def saved(self, position: int) -> None:
         """Events up to ``position`` are in the database: drop those that every follower here
         has read. A follower a little behind (a busy worker, a slow network) keeps reading
@@ -94,13 +84,10 @@ class LiveReply:
             del ids[:drop]
             del self.log[:drop]
 
-    def follow(self, after: int, catch_up: Callable[[int], list[tuple[int, Event]]], *,
-               drives: bool = False) -> Iterator[tuple[int, Event] | Heartbeat]:
+    def follow(self, after: int, catch_up: Callable[[int], list[tuple[int, Event]]]
+               ) -> Iterator[tuple[int, Event] | Heartbeat]:
         """Events with ids above ``after`` until ``done``, waiting for new ones; heartbeats
-        while the model is silent. ``catch_up(after)`` reads saved events back. ``drives``:
-        this follower is the request that asked for the reply, and instead of waiting it moves
-        the reply forward itself whenever it may (``driving.Drive``)."""
-        drive = self.drive if drives else None
+        while the model is silent. ``catch_up(after)`` reads saved events back."""
         reader = _Reader(after)
         self._readers.add(reader)
         heartbeats = self.heartbeats
@@ -131,15 +118,11 @@ class LiveReply:
                     continue
                 if (self.ids and self.ids[-1] > after) or after < self.dropped_to:
                     continue  # more came while the last events were being written out
-                if drive is not None and drive.step_here():
-                    continue
                 if self._signal is None:
                     self._signal = Signal()
                 self._signal.wait()
         finally:
             self._readers.discard(reader)
-            if drive is not None:
-                drive.release()
 
 
 class _Reader:

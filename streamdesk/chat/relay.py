@@ -1,7 +1,8 @@
 """Writing one reply: provider chunks in, typed events out to the reply's live log, the text
-saved as it grows. ``generate`` is a generator that comes back after each chunk, so that
-whichever greenlet holds the reply moves it on (``driving.py``): the request that asked for it
-while it reads, one of the reply's own otherwise, so it goes on when that connection closes.
+saved as it grows. It runs on a greenlet of its own (``replies.py``), so it goes on when the
+connection that asked for it closes; that greenlet reads the upstream itself, so each piece
+costs one hand-over between greenlets (to the followers), as it did when the request's own
+greenlet read it.
 
 Per piece it cleans the text (``model_text.py``: no NUL, no lone surrogate), appends it to a
 list, publishes one small event and marks the reply as grown; ``progress.ProgressSaver``
@@ -11,9 +12,8 @@ How it ends: ``complete`` when the model finished, or when the reply reached
 ``MAX_REPLY_CHARS`` (finish reason ``length``); ``error`` when the provider failed;
 ``interrupted`` when the upstream cut the reply off, the server stops (``lifecycle.py``) or the
 reply ran past ``MAX_REPLY_SECONDS``; ``cancelled`` when someone stopped it. Stop, shutdown, the
-time limit and the upstream's idle timeout are raised where the relay waits for the upstream
-(``Drive.interrupt``): the provider closes the connection at once and the reply is saved right
-after.
+time limit and the upstream's idle timeout are raised in this greenlet, where it waits for the
+upstream: the provider closes the connection at once and the reply is saved right after.
 Whatever the ending, the reply is saved *before* its ``error``/``done`` events go out, so anyone
 who hears of the end can already read it.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 
 import gevent
 from gevent import GreenletExit
@@ -67,10 +67,7 @@ class UpstreamWentSilent(GreenletExit):
 
 def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: Store,
              observer: ReplyObserver, saver: ProgressSaver | None, *,
-             heartbeat_seconds: float, max_chars: int = 1_000_000
-             ) -> Generator[None, None, None]:
-    """Comes back once the meta event is out (before the upstream is asked), then after each
-    chunk; ``live.drive`` is whoever moves it."""
+             heartbeat_seconds: float, max_chars: int = 1_000_000) -> None:
     observer.started()
     text, reasoning, publish = live.text, live.reasoning, live.publish
     usage: Usage | None = None
@@ -86,25 +83,22 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
         else:
             saver.grew(live)
 
-    drive = live.drive
-    assert drive is not None
-
     def silent():  # on the hub: publish a heartbeat, and touch the row (not abandoned)
         publish(HEARTBEAT)
-        drive.silent()
         if saver is None:
             gevent.spawn(save_progress)
         else:
             saver.grew(live)
 
+    writer = gevent.getcurrent()
     watch = SilenceWatch(heartbeat_seconds, silent, limit=provider.idle_timeout,
-                         on_limit=lambda: drive.interrupt(UpstreamWentSilent))
+                         on_limit=lambda: live.closing or writer.kill(UpstreamWentSilent,
+                                                                      block=False))
     clean_text, clean_reasoning = PieceCleaner().clean, PieceCleaner().clean
     room = max_chars  # MAX_REPLY_CHARS: what the reply may still grow by
     awaiting_first_token = True
     try:
         publish(live.index.meta)
-        yield
         for read, chunk in enumerate(chunks, 1):
             watch.last = time.monotonic()
             piece = ""
@@ -131,7 +125,6 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
             save_progress()
             if not read % YIELD_EVERY_CHUNKS:
                 gevent.sleep(0)
-            yield
         status, finish_reason = ReplyStatus.COMPLETE, finish_reason or "stop"
     except ProviderError as e:
         status = ReplyStatus.INTERRUPTED if isinstance(e, StreamInterruptedError) \

@@ -1,10 +1,8 @@
 """Replies that outlive the connection that asked for them.
 
-``Replies`` is the worker's keeper of replies: ``start`` begins a reply, which goes on by
-itself (``driving.py``: the request that asked for it moves it while it reads it, a greenlet of
-the reply's own otherwise), ``follow`` gives the events after any event id (from this worker's
-memory, the database, or another worker through the bus), and ``stop`` ends a reply wherever
-it is being written.
+``Replies`` is the worker's keeper of replies: ``start`` writes a reply on a greenlet of its
+own, ``follow`` gives the events after any event id (from this worker's memory, the database,
+or another worker through the bus), and ``stop`` ends a reply wherever it is being written.
 Which followers there are makes no difference to the reply: a browser that leaves, reloads or
 loses its network leaves the reply running (unless CANCEL_ON_DISCONNECT is set, which the web
 layer honours by calling ``stop``).
@@ -13,14 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 
 import gevent
 
 from ..store import ReplyStatus, Store, StoredReply
 from . import lifecycle
 from .bus import Bus
-from .driving import Drive
 from .events import Done, Event, Heartbeat
 from .live import LiveReply
 from .observer import ReplyObserver
@@ -54,28 +50,30 @@ class Replies:
         live = LiveReply(turn.meta)
         self.live[live.message_id] = live
         self.bus.generating(live)
-        saver = None
-        if self.policy.save_interval_seconds > 0:
-            saver = ProgressSaver.for_store(self.store, self.policy.save_interval_seconds)
-        limit = gevent.get_hub().loop.timer(self.policy.time_limit_seconds)
-        drive = live.drive = Drive(live, generate(
-            turn.provider, turn.request, live, self.store, observer, saver,
-            heartbeat_seconds=self.policy.heartbeat_seconds, max_chars=self.policy.max_chars),
-            on_end=partial(self._ended, live, limit))
-        lifecycle.track(drive)
-        limit.start(drive.interrupt, TimeLimitReached)
-        drive.start()
+        live.generator = gevent.spawn(self._write, turn, live, observer)
         # Let the reply run up to its first wait, the upstream request sent, before the caller
         # goes on: what the caller still does (its response, the session, the log line) then
         # overlaps the model's time to its first token instead of adding to it.
         gevent.sleep(0)
         return live
 
-    def _ended(self, live: LiveReply, limit) -> None:
-        limit.close()
-        lifecycle.untrack(live.drive)
-        self.live.pop(live.message_id, None)  # saved whole: replays come from the database
-        self.bus.ended(live)
+    def _write(self, turn: PreparedTurn, live: LiveReply, observer: ReplyObserver) -> None:
+        current = gevent.getcurrent()
+        lifecycle.track(current, lambda: not live.closing)
+        limit = gevent.get_hub().loop.timer(self.policy.time_limit_seconds)
+        limit.start(lambda: live.closing or current.kill(TimeLimitReached, block=False))
+        saver = None
+        if self.policy.save_interval_seconds > 0:
+            saver = ProgressSaver.for_store(self.store, self.policy.save_interval_seconds)
+        try:
+            generate(turn.provider, turn.request, live, self.store, observer, saver,
+                     heartbeat_seconds=self.policy.heartbeat_seconds,
+                     max_chars=self.policy.max_chars)
+        finally:
+            limit.close()
+            lifecycle.untrack(current)
+            self.live.pop(live.message_id, None)  # saved whole: replays come from the database
+            self.bus.ended(live)
 
     # Stopping ------------------------------------------------------------------------------
 
@@ -97,10 +95,12 @@ class Replies:
         """Stop the reply if this worker writes it: the upstream is closed and the reply saved
         as ``cancelled`` before this returns."""
         live = self.live.get(message_id)
-        if live is None or live.drive is None:
+        if live is None or live.generator is None:
             return False
-        live.drive.interrupt(StopRequested)  # ignored if it is saving its end anyway
-        live.drive.finished.wait()
+        if live.closing:  # ending anyway: let it finish saving
+            live.generator.join()
+        else:
+            live.generator.kill(StopRequested, block=True)
         return True
 
     # Following -----------------------------------------------------------------------------
@@ -121,13 +121,11 @@ class Replies:
             return iter(replay(reply, after))
         return self.bus.follow(reply, after, lambda: self.store.reply(user_id, reply.id))
 
-    def follow_live(self, user_id: str, live: LiveReply, after: int = 0, *,
-                    drives: bool = False) -> Followed:
-        """``drives``: the follower is the request that started the reply (``LiveReply.follow``)."""
+    def follow_live(self, user_id: str, live: LiveReply, after: int = 0) -> Followed:
         def catch_up(position: int) -> list[tuple[int, Event]]:
             reply = self.store.reply(user_id, live.message_id)
             return replay(reply, position) if reply else []
-        return live.follow(after, catch_up, drives=drives)
+        return live.follow(after, catch_up)
 
 
 def reply_position(reply: StoredReply) -> int:

@@ -5,7 +5,7 @@ as data (JSON escapes CR and LF, so no data line can end early). The page reads 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from flask import Response
 
@@ -83,24 +83,10 @@ def _encode_item(item: tuple[int, Event] | Heartbeat) -> bytes:
     return encode_event(*item)
 
 
-class WritableResponse(Response):
-    """A response that may be written to between two parts of its body too (heartbeats, from
-    another greenlet while the one that iterates the body waits), with the ``write`` callable
-    WSGI's ``start_response`` returns; None until the server has called it."""
-
-    write: Callable[[bytes], object] | None = None
-
-    def __call__(self, environ, start_response):
-        def start(status, headers, exc_info=None):
-            self.write = start_response(status, headers, exc_info)
-            return self.write
-        return super().__call__(environ, start)
-
-
-def stream_response(body: Iterable[bytes]) -> WritableResponse:
+def stream_response(body: Iterable[bytes]) -> Response:
     """The response that sends ``body``, an event stream already in bytes, as it comes. It
     goes to the server as it is: werkzeug would wrap it in two more iterators (encoding and
     closing), a step each per piece and a level each in the saved stack of every waiting
     reply (docs/benchmarks.md). Closing it still closes ``body``."""
-    return WritableResponse(body, mimetype="text/event-stream", headers=STREAM_HEADERS,
-                            direct_passthrough=True)
+    return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS,
+                    direct_passthrough=True)

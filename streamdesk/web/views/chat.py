@@ -5,8 +5,6 @@ follower. With CANCEL_ON_DISCONNECT the reply stops as soon as this connection c
 """
 from __future__ import annotations
 
-from functools import partial
-
 from flask import Blueprint, request
 
 from ...chat.observer import ReplyObserver
@@ -17,7 +15,7 @@ from ..identity import current_user_id
 from ..limits import limit_messages, within_budget
 from ..requests_log import current_request_id
 from ..services import services
-from ..sse import PING, EventStream, WritableResponse, stream_response
+from ..sse import EventStream, stream_response
 from ..validation import parse_turn_request, read_json_object, refuse_locked_system
 
 bp = Blueprint("chat", __name__)
@@ -40,17 +38,9 @@ def chat():
         user=hash_user(user_id, settings.secret_key), user_id=user_id,
         message_id=turn.meta.message_id, prompt=ask.message if settings.log_content else None)
     live = app.replies.start(turn, observer)
-    body = EventStream(app.replies.follow_live(user_id, live, drives=True))
+    body = EventStream(app.replies.follow_live(user_id, live))
     if settings.cancel_on_disconnect:
         # gunicorn's gevent worker names the client's socket so; other servers do not.
         body = stop_when_gone(body, request.environ.get("gunicorn.socket"),
                               lambda: app.replies.stop(user_id, live.message_id))
-    response = stream_response(body)
-    if live.drive is not None:  # while this request reads the upstream, its heartbeats
-        live.drive.keep_alive(partial(_heartbeat, response))
-    return response
-
-
-def _heartbeat(response: WritableResponse) -> None:
-    if response.write is not None:
-        response.write(PING)
+    return stream_response(body)

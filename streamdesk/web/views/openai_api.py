@@ -18,7 +18,7 @@ piece (``disconnect.py``).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -38,7 +38,7 @@ from ..openai_wire import Completion
 from ..policies import api_key_only
 from ..requests_log import current_request_id
 from ..services import services
-from ..sse import PING, STREAM_HEADERS, WritableResponse
+from ..sse import PING, STREAM_HEADERS
 from ..validation import read_json_object, refuse_locked_system
 
 bp = Blueprint("openai_api", __name__, url_prefix="/v1")
@@ -120,7 +120,7 @@ def _answer(reply: ApiReply, stream: bool, include_usage: bool) -> Response:
     if isinstance(first, Failed):
         events.close()
         raise _failed_before_first_piece(first)
-    response = WritableResponse(mimetype="text/event-stream", headers=STREAM_HEADERS)
+    response = _WritableResponse(mimetype="text/event-stream", headers=STREAM_HEADERS)
     # The rest straight from the reply, as before heartbeats: nothing more per piece.
     response.response = completion.stream(
         itertools.chain(_beginning(reply, events, first, response), events), include_usage)
@@ -128,7 +128,7 @@ def _answer(reply: ApiReply, stream: bool, include_usage: bool) -> Response:
 
 
 def _beginning(reply: ApiReply, events: Generator[ApiEvent, None, None],
-               first: ApiEvent | None, response: WritableResponse
+               first: ApiEvent | None, response: _WritableResponse
                ) -> Iterator[ApiEvent | Heartbeat]:
     """The reply's first event, after a heartbeat for each silence before it."""
     while first is None:
@@ -140,6 +140,19 @@ def _beginning(reply: ApiReply, events: Generator[ApiEvent, None, None],
     if write is not None:
         reply.keep_alive(lambda: write(PING))
     yield first
+
+
+class _WritableResponse(Response):
+    """A response that may be written to between two parts of its body too (heartbeats), with
+    the ``write`` callable WSGI's ``start_response`` returns."""
+
+    write: Callable[[bytes], object] | None = None
+
+    def __call__(self, environ, start_response):
+        def start(status, headers, exc_info=None):
+            self.write = start_response(status, headers, exc_info)
+            return self.write
+        return super().__call__(environ, start)
 
 
 def _caller_left() -> ApiError:
