@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gevent
 import pytest
+from gevent import GreenletExit
 from gevent.event import Event as Gate
 from sqlalchemy import event as db_events
 from sqlalchemy.exc import OperationalError
 
 from providers import ChatRequest, Chunk, Message, Usage
 from providers.errors import BadRequestError, StreamInterruptedError
+from streamdesk.chat import lifecycle
 from streamdesk.chat.bus import DatabaseBus, RedisBus
 from streamdesk.chat.events import HEARTBEAT, Delta, Done, Failed, Meta, UsageReport
 from streamdesk.chat.observer import ReplyObserver
@@ -302,6 +304,43 @@ def test_a_last_word_the_database_keeps_refusing_is_an_error_and_the_text_so_far
     assert saved(store, live).content == "Hello there."  # as the progress saves left it
     assert f"saving the end of reply {live.message_id} failed" in caplog.text
     assert live.message_id not in replies.live
+
+
+@pytest.mark.parametrize(("interrupt", "code", "status"), [
+    ("stop", None, ReplyStatus.CANCELLED),
+    ("shutdown", "server_stopping", ReplyStatus.INTERRUPTED)])
+def test_an_interruption_that_lands_in_a_database_call_ends_the_reply_as_that_interruption(
+        store, fake, monkeypatch, caplog, interrupt, code, status):
+    # psycopg, interrupted while it pings a pooled connection, raises its own error as it
+    # cleans up, with the interruption as that error's context (seen with PostgreSQL when an
+    # instance stopped mid-reply, SAVE_INTERVAL_SECONDS=0).
+    in_the_database, never = Gate(), Gate()
+    save = store.save_progress
+
+    def save_progress(*args):
+        if "Half" not in args[1]:
+            return save(*args)
+        in_the_database.set()
+        try:
+            never.wait()
+        except GreenletExit:
+            raise OperationalError("SELECT 1", {}, Exception("connection reset")) from None
+
+    monkeypatch.setattr(store, "save_progress", save_progress)
+    fake.enqueue(["Half", "never read"])
+    replies = keeper(store)  # saves every piece as it comes, on the reply's greenlet
+    live = begin(store, replies, fake)
+    in_the_database.wait(timeout=5)
+    if interrupt == "stop":
+        replies.stop("alice", live.message_id)
+    else:
+        lifecycle.interrupt_live_replies()
+        live.generator.join(timeout=5)
+    followed = [e for _, e in events_of(replies.follow_live("alice", live))]
+    failures = [e.code for e in followed if isinstance(e, Failed)]
+    assert failures == ([code] if code else []) and followed[-1].status is status
+    assert saved(store, live).status is status
+    assert "relay failed" not in caplog.text
 
 
 def test_silence_upstream_is_a_heartbeat_and_the_reply_goes_on(store, fake):

@@ -130,19 +130,21 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
         status = ReplyStatus.INTERRUPTED if isinstance(e, StreamInterruptedError) \
             else ReplyStatus.ERROR
         finish_reason, failure = "error", Failed(e.code, storable(e.message))
-    except StopRequested:
-        status, finish_reason = ReplyStatus.CANCELLED, "cancelled"
-    except UpstreamWentSilent:
-        silence = provider.went_silent()
-        status, finish_reason = ReplyStatus.ERROR, "error"
-        failure = Failed(silence.code, silence.message)
-    except TimeLimitReached:
-        status, finish_reason, failure = ReplyStatus.INTERRUPTED, "error", TIME_LIMIT
-    except GreenletExit:  # lifecycle.ServerStopping, or gunicorn's own last-resort kill
-        status, finish_reason, failure = ReplyStatus.INTERRUPTED, "error", SERVER_STOPPING
-    except Exception:
-        log.exception("relay failed for message %s", live.message_id)
-        status, finish_reason, failure = ReplyStatus.ERROR, "error", INTERNAL
+    except (GreenletExit, Exception) as ending:
+        interruption = interruption_behind(ending)
+        if isinstance(interruption, StopRequested):
+            status, finish_reason = ReplyStatus.CANCELLED, "cancelled"
+        elif isinstance(interruption, UpstreamWentSilent):
+            silence = provider.went_silent()
+            status, finish_reason = ReplyStatus.ERROR, "error"
+            failure = Failed(silence.code, silence.message)
+        elif isinstance(interruption, TimeLimitReached):
+            status, finish_reason, failure = ReplyStatus.INTERRUPTED, "error", TIME_LIMIT
+        elif interruption is not None:  # lifecycle.ServerStopping, or gunicorn's last resort
+            status, finish_reason, failure = ReplyStatus.INTERRUPTED, "error", SERVER_STOPPING
+        else:
+            log.exception("relay failed for message %s", live.message_id)
+            status, finish_reason, failure = ReplyStatus.ERROR, "error", INTERNAL
     finally:
         live.closing = True
         watch.close()
@@ -171,6 +173,19 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
             if failure:
                 publish(failure)
             publish(Done(finish_reason or "error", status))
+
+
+def interruption_behind(error: BaseException) -> GreenletExit | None:
+    """The interruption (stop, time limit, shutdown, ...) that ``error`` is, or that it came
+    from: one that lands in a database call can come back as the driver's own error, raised
+    while it cleaned up after it (psycopg resetting a connection it was pinging), with the
+    interruption as its context."""
+    seen: BaseException | None = error
+    for _ in range(8):  # a context chain is short; never loop on a strange one
+        if seen is None or isinstance(seen, GreenletExit):
+            return seen
+        seen = seen.__context__
+    return None
 
 
 def save_last_word(save: Callable[[], object], what: str) -> bool:
