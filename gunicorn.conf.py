@@ -9,11 +9,13 @@ worker patches in each worker before it imports ``app`` -- so never set ``preloa
 would import the app (and requests) in the master first. This file itself imports nothing
 that loads ssl or requests.
 """
+import logging
 import os
 import shutil
 import tempfile
 
 from dotenv import load_dotenv
+from gunicorn import glogging
 from gunicorn import util as gunicorn_util
 
 # The same .env as app.py, read here too so WEB_CONCURRENCY and the rest apply to gunicorn.
@@ -58,6 +60,22 @@ logconfig_dict = {
                 # time; streamdesk/store/schema.py writes one line when a migration ran.
                 "alembic": {"handlers": ["stderr"], "level": "WARNING", "propagate": False}},
 }
+
+
+class _Logger(glogging.Logger):
+    """gunicorn's logger, except that a request's access-log line is not built when
+    ``gunicorn.access`` would drop it (it does: see logconfig_dict). gunicorn decides from its
+    settings alone, and any logging configuration counts as an access log to it: every
+    request, a ``POST /chat`` included, built a dict of ~20 fields and one per environ key
+    for nothing (~1 % of a new chat's CPU, docs/benchmarks.md)."""
+
+    def access(self, resp, req, environ, request_time):
+        if self.access_log.isEnabledFor(logging.INFO):
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = _Logger
+
 
 def _json_error(sock, status_int, reason, mesg):
     """gunicorn answers the requests it cannot parse itself (a request line over 4094 bytes:

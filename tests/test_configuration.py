@@ -97,3 +97,40 @@ def test_a_dotenv_file_beside_app_py_fills_in_what_the_environment_does_not_set(
     assert from_file.returncode == 3 and "LOG_LEVEL" in from_file.stderr  # read from .env
     assert start(LOG_LEVEL="INFO").returncode == 0  # the environment wins over the file
     assert start(PYTHON_DOTENV_DISABLED="1").returncode == 0  # and the file can be ignored
+
+
+# gunicorn's logger as gunicorn.conf.py configures it, asked to log one request; in a process
+# of its own, since the configuration replaces the logging set-up of whoever loads it.
+_ACCESS_LOG_SCRIPT = """
+import datetime, logging, runpy, sys, types
+from gunicorn.config import Config
+
+cfg = Config()
+for name, value in runpy.run_path("gunicorn.conf.py").items():
+    if name in cfg.settings:
+        cfg.set(name, value)
+log = cfg.logger_class(cfg)
+if sys.argv[1] == "info":
+    logging.getLogger("gunicorn.access").setLevel(logging.INFO)
+# A request whose access-log fields cannot be built: building them is the waste.
+request = response = None
+if sys.argv[1] == "info":
+    response = types.SimpleNamespace(status="200 OK", headers=[], sent=42)
+    request = types.SimpleNamespace(headers=[])
+environ = {"REQUEST_METHOD": "POST", "RAW_URI": "/chat", "SERVER_PROTOCOL": "HTTP/1.1"}
+log.access(response, request, environ, datetime.timedelta(milliseconds=5))
+print("logged")
+"""
+
+
+@pytest.mark.parametrize("level", ["default", "info"])
+def test_gunicorn_builds_an_access_line_only_when_its_access_log_would_write_it(level):
+    result = subprocess.run([sys.executable, "-c", _ACCESS_LOG_SCRIPT, level], cwd=ROOT,
+                            env={**os.environ, "PYTHON_DOTENV_DISABLED": "1"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "logged" in result.stdout
+    # The app writes its own line per request (streamdesk.access); gunicorn's stays quiet
+    # unless an operator turns it on, and then it still comes.
+    written = '"logger": "gunicorn.access"' in result.stderr and "POST /chat" in result.stderr
+    assert written == (level == "info")
