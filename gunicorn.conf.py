@@ -148,6 +148,11 @@ def post_worker_init(worker):
     import gevent
     gevent.config.track_greenlet_tree = False
 
+    # Name lookups without a native thread for each new connection (streamdesk/name_lookups.py).
+    from streamdesk.name_lookups import Resolver
+    hub = gevent.get_hub()
+    hub.resolver = Resolver(hub)
+
     # How late this worker's loop runs, for /metrics (streamdesk/loop_lag.py).
     from streamdesk.loop_lag import LoopWatch
     LoopWatch().start()
