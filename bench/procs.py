@@ -289,11 +289,12 @@ def upstream_stats(port: int) -> dict:
 
 
 def start_app(app_dir: Path, upstream_port: int, instance: Path, log: Path,
-              env: dict[str, str]) -> tuple[Proc, int]:
-    """The app as the Procfile starts it, relaying the bench upstream as model openai/bench."""
+              env: dict[str, str], upstream_host: str = "127.0.0.1") -> tuple[Proc, int]:
+    """The app as the Procfile starts it, relaying the bench upstream as model openai/bench;
+    ``upstream_host`` is the address or name it is given for the upstream."""
     port = free_port()
     app_env = clean_env({
-        "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
+        "OPENAI_BASE_URL": f"http://{upstream_host}:{upstream_port}/v1",
         "OPENAI_MODELS": "bench",
         "DEFAULT_MODEL": "openai/bench",
         "INSTANCE_PATH": str(instance),

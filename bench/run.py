@@ -159,7 +159,8 @@ def run_relay(args, level: int, upstream, upstream_port: int, out: Path, env: di
                   if args.shared else {})
         app, port = procs.start_app(args.app_dir, upstream_port, Path(instance),
                                     out / f"app-{tag}-{level}.log",
-                                    {"WEB_CONCURRENCY": str(args.workers), **shared, **env})
+                                    {"WEB_CONCURRENCY": str(args.workers), **shared, **env},
+                                    upstream_host=args.upstream_host)
         try:
             result = measure_server("app", app, port, args, level, "relay", upstream,
                                     upstream_port, slack=args.slack, followers=followers,
@@ -410,6 +411,10 @@ def main() -> None:
     parser.add_argument("--no-direct", action="store_true")
     parser.add_argument("--no-render", action="store_true")
     parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--upstream-host", default="127.0.0.1",
+                        help="the name the app is given for the stand-in upstream: an address "
+                             "(127.0.0.1), or a name such as localhost, looked up as a model "
+                             "service's name is")
     parser.add_argument("--app-dir", type=Path, default=procs.ROOT,
                         help="the StreamDesk checkout to run (default: this one)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
@@ -450,7 +455,9 @@ def main() -> None:
     facts.update(fd_limit=fds, workers=args.workers, chunks=args.chunks, rate=args.rate,
                  ramp=args.ramp, levels=levels, env=base_env, followers=args.followers,
                  arrival=args.arrival, burst_chunks=args.burst_chunks, think_ms=args.think_ms,
-                 store="PostgreSQL + Redis" if args.shared else "SQLite, file sessions")
+                 store=("PostgreSQL + Redis" if args.shared else "SQLite, file sessions")
+                 + ("" if args.upstream_host == "127.0.0.1"
+                    else f", model service named {args.upstream_host}"))
     log(f"commit {facts['commit']} in {args.app_dir}; results in {out}; "
         f"reference loop {facts['reference_ms'][0]} ms")
     results = {"facts": facts, "levels": [], "variants": [], "render": None, "unloaded": {},
