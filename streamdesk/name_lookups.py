@@ -1,12 +1,11 @@
 """Name lookups in a gevent worker, without a native thread for every new connection.
 
 gevent's default resolver runs each ``getaddrinfo`` on the hub's pool of native threads, a
-numeric address such as 127.0.0.1 included, and the thread needs the interpreter lock to
-start the call and again to hand its answer back, which a busy worker's loop lets go of every
-5 ms. Each new upstream connection paid for that: a worker opening 300 streams in 2 s on this
-page's 2-core machine gave first tokens 30-60 % later than with no lookups at all
-(docs/benchmarks.md), and a named upstream adds a DNS round trip per connection, ten at a
-time (the pool's size).
+numeric address such as 127.0.0.1 included; the thread takes the interpreter lock to start
+the call and again to hand its answer back. Every new upstream connection paid ~170 us of
+CPU for it on the 2-core machine of docs/benchmarks.md (4-5 us with this resolver), and a
+named model service a DNS query per connection, ten at a time (the pool's size): a burst of
+new chats opens a connection each.
 
 ``Resolver`` answers a numeric address at once from the OS (``AI_NUMERICHOST``: no network,
 no file but /etc/services for a named port). A name is looked up on the pool as before, once
@@ -14,7 +13,7 @@ for everyone who asks while it runs, and the answer is kept for ``TTL_SECONDS``,
 connector keeps its own: a burst of new chats to api.example.com makes one lookup, not one
 per chat, and a changed DNS record is followed within that time. Failures are not kept.
 gunicorn.conf.py installs it in each worker, for every lookup the worker makes (model
-services, Redis, single sign-on).
+services, Redis).
 """
 from __future__ import annotations
 
