@@ -253,15 +253,37 @@ class TreeSampler:
         self.sample()
 
 
-def start_upstream(log: Path) -> tuple[Proc, int]:
-    proc = Proc("upstream", [PYTHON, str(BENCH / "upstream.py"), "--port", "0"], log)
+def start_upstream(log: Path, tls: tuple[Path, Path] | None = None
+                   ) -> tuple[Proc, int, int | None]:
+    """The stand-in upstream: its plain port, and with ``tls`` (certificate, key) its HTTPS
+    port too."""
+    command = [PYTHON, str(BENCH / "upstream.py"), "--port", "0"]
+    if tls:
+        command += ["--tls", str(tls[0]), str(tls[1])]
+    proc = Proc("upstream", command, log)
     try:
         text = proc.wait_for_log("listening ", timeout=20)
         port = int(text.split("listening ", 1)[1].split()[0])
+        tls_port = None
+        if tls:
+            text = proc.wait_for_log("listening-tls ", timeout=20)
+            tls_port = int(text.split("listening-tls ", 1)[1].split()[0])
     except BaseException:
         proc.stop()
         raise
-    return proc, port
+    return proc, port, tls_port
+
+
+def make_certificate(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for ``name`` (and 127.0.0.1), with its key, for the HTTPS
+    upstream; the app trusts it through REQUESTS_CA_BUNDLE."""
+    cert, key = folder / "upstream-cert.pem", folder / "upstream-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
 
 
 def loop_lateness(port: int) -> dict:
@@ -289,12 +311,13 @@ def upstream_stats(port: int) -> dict:
 
 
 def start_app(app_dir: Path, upstream_port: int, instance: Path, log: Path,
-              env: dict[str, str], upstream_host: str = "127.0.0.1") -> tuple[Proc, int]:
+              env: dict[str, str], upstream_host: str = "127.0.0.1",
+              scheme: str = "http") -> tuple[Proc, int]:
     """The app as the Procfile starts it, relaying the bench upstream as model openai/bench;
     ``upstream_host`` is the address or name it is given for the upstream."""
     port = free_port()
     app_env = clean_env({
-        "OPENAI_BASE_URL": f"http://{upstream_host}:{upstream_port}/v1",
+        "OPENAI_BASE_URL": f"{scheme}://{upstream_host}:{upstream_port}/v1",
         "OPENAI_MODELS": "bench",
         "DEFAULT_MODEL": "openai/bench",
         "INSTANCE_PATH": str(instance),

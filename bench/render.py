@@ -90,7 +90,7 @@ def run(app_dir: Path, out: Path, tokens: int = 20000, rate: float = 200,
     doc = "".join(markdown_tokens(tokens))
     result = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "commit": commit,
               "page_scripts": scripts, "page_dirty": dirty, "notes": []}
-    upstream, upstream_port = procs.start_upstream(out / "render-upstream.log")
+    upstream, upstream_port, _ = procs.start_upstream(out / "render-upstream.log")
     try:
         with tempfile.TemporaryDirectory(prefix="streamdesk-render-") as instance:
             app, port = procs.start_app(app_dir, upstream_port, Path(instance),

@@ -157,10 +157,12 @@ def run_relay(args, level: int, upstream, upstream_port: int, out: Path, env: di
         shared = (stack.enter_context(procs.shared_services(args.postgres_admin_url,
                                                             args.redis_url))
                   if args.shared else {})
-        app, port = procs.start_app(args.app_dir, upstream_port, Path(instance),
+        scheme, app_upstream_port, upstream_env = args.app_upstream
+        app, port = procs.start_app(args.app_dir, app_upstream_port, Path(instance),
                                     out / f"app-{tag}-{level}.log",
-                                    {"WEB_CONCURRENCY": str(args.workers), **shared, **env},
-                                    upstream_host=args.upstream_host)
+                                    {"WEB_CONCURRENCY": str(args.workers), **upstream_env,
+                                     **shared, **env},
+                                    upstream_host=args.upstream_host, scheme=scheme)
         try:
             result = measure_server("app", app, port, args, level, "relay", upstream,
                                     upstream_port, slack=args.slack, followers=followers,
@@ -415,6 +417,10 @@ def main() -> None:
                         help="the name the app is given for the stand-in upstream: an address "
                              "(127.0.0.1), or a name such as localhost, looked up as a model "
                              "service's name is")
+    parser.add_argument("--upstream-tls", action="store_true",
+                        help="the app reads the stand-in upstream over HTTPS (a self-signed "
+                             "certificate it is told to trust), as it reads a model service; "
+                             "direct readings stay plain")
     parser.add_argument("--app-dir", type=Path, default=procs.ROOT,
                         help="the StreamDesk checkout to run (default: this one)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
@@ -457,15 +463,20 @@ def main() -> None:
                  arrival=args.arrival, burst_chunks=args.burst_chunks, think_ms=args.think_ms,
                  store=("PostgreSQL + Redis" if args.shared else "SQLite, file sessions")
                  + ("" if args.upstream_host == "127.0.0.1"
-                    else f", model service named {args.upstream_host}"))
+                    else f", model service named {args.upstream_host}")
+                 + (", model service over HTTPS" if args.upstream_tls else ""))
     log(f"commit {facts['commit']} in {args.app_dir}; results in {out}; "
         f"reference loop {facts['reference_ms'][0]} ms")
     results = {"facts": facts, "levels": [], "variants": [], "render": None, "unloaded": {},
                "bursts": []}
     started = time.monotonic()
 
-    upstream, upstream_port = procs.start_upstream(out / "upstream.log")
-    args.upstream_port = upstream_port
+    tls = procs.make_certificate(out, args.upstream_host) if args.upstream_tls else None
+    upstream, upstream_port, tls_port = procs.start_upstream(out / "upstream.log", tls)
+    args.upstream_port = upstream_port  # direct readings and the upstream's counters
+    # What the app is given: the same streams over HTTPS with --upstream-tls.
+    args.app_upstream = (("https", tls_port, {"REQUESTS_CA_BUNDLE": str(tls[0])}) if tls
+                         else ("http", upstream_port, {}))
     try:
         if unloaded:
             results["unloaded"] = measure_unloaded(args, unloaded, upstream, out, base_env)

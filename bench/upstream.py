@@ -1,7 +1,8 @@
 """The bench's stand-in upstream: an OpenAI-compatible chat-completions server that streams
 N chunks M ms apart, each carrying the moment it was written.
 
-Run alone: ``python bench/upstream.py --port 8400`` (prints ``listening <port>``).
+Run alone: ``python bench/upstream.py --port 8400`` (prints ``listening <port>``); with
+``--tls CERT KEY`` it serves HTTPS on a second port too.
 
 The scenario comes from the last user message, so the relayed request (the app forwards the
 user's text) and the direct one (the bench client sends the same text itself) ask for the same
@@ -29,6 +30,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import sys
 import time
 
@@ -189,29 +191,44 @@ class UpstreamProtocol(asyncio.Protocol):
             self._try_request()
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(UpstreamProtocol, host, port, backlog=4096,
                                       reuse_address=True)
+    servers = [server]
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
+    if tls is not None:  # the same streams over HTTPS, on a port of their own
+        secure = await loop.create_server(UpstreamProtocol, host, 0, backlog=4096,
+                                          reuse_address=True, ssl=tls)
+        servers.append(secure)
+        print(f"listening-tls {secure.sockets[0].getsockname()[1]}", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    server.close()
+    for server in servers:
+        server.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
+                        help="also serve the same streams over HTTPS, as a model service "
+                             "does, on a second port (printed as listening-tls <port>), with "
+                             "this certificate and key (PEM files)")
     args = parser.parse_args()
+    tls = None
+    if args.tls:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(*args.tls)
     try:
         import uvloop
         runner = uvloop.run
     except (ImportError, AttributeError):
         runner = asyncio.run
-    runner(serve(args.host, args.port))
+    runner(serve(args.host, args.port, tls))
 
 
 if __name__ == "__main__":
