@@ -274,16 +274,21 @@ def start_upstream(log: Path, tls: tuple[Path, Path] | None = None
     return proc, port, tls_port
 
 
-def make_certificate(folder: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for ``name`` (and 127.0.0.1), with its key, for the HTTPS
-    upstream; the app trusts it through REQUESTS_CA_BUNDLE."""
+def make_certificate(folder: Path, name: str) -> tuple[Path, Path, Path]:
+    """A self-signed certificate for ``name`` (and 127.0.0.1) and its key, for the HTTPS
+    upstream, and the bundle the app trusts (REQUESTS_CA_BUNDLE): certifi's authorities and
+    this certificate, as a deployment's trust store holds ~150 authorities, not one."""
+    import certifi
+
     cert, key = folder / "upstream-cert.pem", folder / "upstream-key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
                     "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
                     "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1"],
                    check=True, capture_output=True)
-    return cert, key
+    bundle = folder / "upstream-trusted.pem"
+    bundle.write_bytes(Path(certifi.where()).read_bytes() + cert.read_bytes())
+    return cert, key, bundle
 
 
 def loop_lateness(port: int) -> dict:

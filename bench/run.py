@@ -419,8 +419,8 @@ def main() -> None:
                              "service's name is")
     parser.add_argument("--upstream-tls", action="store_true",
                         help="the app reads the stand-in upstream over HTTPS (a self-signed "
-                             "certificate it is told to trust), as it reads a model service; "
-                             "direct readings stay plain")
+                             "certificate, trusted with certifi's authorities), as it reads a "
+                             "model service; direct readings stay plain")
     parser.add_argument("--app-dir", type=Path, default=procs.ROOT,
                         help="the StreamDesk checkout to run (default: this one)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
@@ -472,10 +472,11 @@ def main() -> None:
     started = time.monotonic()
 
     tls = procs.make_certificate(out, args.upstream_host) if args.upstream_tls else None
-    upstream, upstream_port, tls_port = procs.start_upstream(out / "upstream.log", tls)
+    upstream, upstream_port, tls_port = procs.start_upstream(out / "upstream.log",
+                                                             tls[:2] if tls else None)
     args.upstream_port = upstream_port  # direct readings and the upstream's counters
     # What the app is given: the same streams over HTTPS with --upstream-tls.
-    args.app_upstream = (("https", tls_port, {"REQUESTS_CA_BUNDLE": str(tls[0])}) if tls
+    args.app_upstream = (("https", tls_port, {"REQUESTS_CA_BUNDLE": str(tls[2])}) if tls
                          else ("http", upstream_port, {}))
     try:
         if unloaded:
