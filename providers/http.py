@@ -11,16 +11,18 @@ import functools
 import http.client
 import os
 import select
+import ssl
 from collections.abc import Iterator, Mapping
 
 import requests
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
+from requests.adapters import DEFAULT_CA_BUNDLE_PATH, HTTPAdapter
 from requests.cookies import RequestsCookieJar
 from requests.utils import get_encoding_from_headers, get_environ_proxies
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ReadTimeoutError
+from urllib3.util.ssl_ import create_urllib3_context
 
 from .errors import ProviderError, UpstreamTimeoutError, UpstreamUnavailableError
 
@@ -44,6 +46,12 @@ class Upstream:
 
     The environment's proxy variables (HTTPS_PROXY, NO_PROXY, ...) and CA bundle
     (REQUESTS_CA_BUNDLE) are read once, here: a proxy set later needs a restart.
+
+    An HTTPS service's connections share one TLS context, with the CA bundle loaded once.
+    Left to requests and urllib3, each new connection made a context of its own and read the
+    whole bundle into it: with certifi's ~150 certificates, 35 ms of CPU per connection and
+    ~680 KB held for as long as it stayed open (docs/benchmarks.md), so a burst of new chats
+    (a connection each) spent seconds loading certificates.
     """
 
     def __init__(self, base_url: str, max_connections: int,
@@ -54,7 +62,8 @@ class Upstream:
         self.proxies = get_environ_proxies(base_url)
         self.verify: str | bool = (os.environ.get("REQUESTS_CA_BUNDLE")
                                    or os.environ.get("CURL_CA_BUNDLE") or True)
-        self.adapter = _Adapter(pool_connections=1, pool_maxsize=max_connections,
+        tls = tls_context(self.verify) if base_url.lower().startswith("https:") else None
+        self.adapter = _Adapter(tls, pool_connections=1, pool_maxsize=max_connections,
                                 max_retries=0)
 
     def post(self, url: str, service: str, *, timeout: tuple[float, float],
@@ -205,7 +214,42 @@ class _StreamedResponse(requests.Response):
 _NOT_TIMED = datetime.timedelta(0)
 
 
+def tls_context(verify: str | bool) -> ssl.SSLContext:
+    """urllib3's TLS context, trusting what requests would trust for ``verify``: the CA
+    bundle file or directory it names, or certifi's bundle. urllib3 still checks the host
+    name against the certificate on every connection."""
+    context = create_urllib3_context()
+    location = DEFAULT_CA_BUNDLE_PATH if verify is True else str(verify)
+    if os.path.isdir(location):
+        context.load_verify_locations(capath=location)
+    else:
+        context.load_verify_locations(cafile=location)
+    return context
+
+
 class _Adapter(HTTPAdapter):
+    def __init__(self, tls: ssl.SSLContext | None, **kwargs):
+        self.tls = tls  # shared by every HTTPS connection (Upstream)
+        super().__init__(**kwargs)
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert)
+        if self.tls is not None and verify and host_params["scheme"] == "https":
+            pool_kwargs.pop("ca_certs", None)
+            pool_kwargs.pop("ca_cert_dir", None)
+            pool_kwargs["ssl_context"] = self.tls
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn, url: str, verify, cert) -> None:
+        if self.tls is not None and verify and url.lower().startswith("https"):
+            # requests would name the bundle on the pool, and urllib3 load it into the shared
+            # context again for every connection: it is in there already.
+            conn.cert_reqs = "CERT_REQUIRED"
+            conn.ca_certs = conn.ca_cert_dir = None
+            return
+        super().cert_verify(conn, url, verify, cert)
+
     def build_response(self, req: requests.PreparedRequest, resp) -> requests.Response:
         return _StreamedResponse(req, resp, self)
 
