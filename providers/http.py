@@ -24,7 +24,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.ssl_ import create_urllib3_context
 
-from .errors import ProviderError, UpstreamTimeoutError, UpstreamUnavailableError
+from .errors import (ConfigurationError, ProviderError, UpstreamTimeoutError,
+                     UpstreamUnavailableError)
 
 try:  # the poll() of the OS, even where gevent has patched the select module
     from gevent.monkey import get_original
@@ -217,13 +218,18 @@ _NOT_TIMED = datetime.timedelta(0)
 def tls_context(verify: str | bool) -> ssl.SSLContext:
     """urllib3's TLS context, trusting what requests would trust for ``verify``: the CA
     bundle file or directory it names, or certifi's bundle. urllib3 still checks the host
-    name against the certificate on every connection."""
+    name against the certificate on every connection. A bundle that cannot be read stops
+    start-up with one clear line, where it used to fail every reply."""
     context = create_urllib3_context()
     location = DEFAULT_CA_BUNDLE_PATH if verify is True else str(verify)
-    if os.path.isdir(location):
-        context.load_verify_locations(capath=location)
-    else:
-        context.load_verify_locations(cafile=location)
+    try:
+        if os.path.isdir(location):
+            context.load_verify_locations(capath=location)
+        else:
+            context.load_verify_locations(cafile=location)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigurationError(f"the CA bundle {location} (REQUESTS_CA_BUNDLE) cannot be "
+                                 f"read: {e.strerror or e}") from None
     return context
 
 

@@ -81,6 +81,22 @@ def test_bad_configuration_stops_start_up_with_one_clear_line(tmp_path, setting,
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("bundle", ["missing.pem", "not-a-bundle.pem"])
+def test_a_ca_bundle_that_cannot_be_read_stops_start_up_with_one_clear_line(tmp_path, bundle):
+    # It is read once, at start (providers/http.py): a bad one used to fail every reply.
+    (tmp_path / "not-a-bundle.pem").write_text("not a certificate\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI_", "ERNIE_", "SPARK_"))}
+    env.update(INSTANCE_PATH=str(tmp_path / "instance"), PYTHON_DOTENV_DISABLED="1",
+               OPENAI_BASE_URL="https://models.example.com/v1", OPENAI_MODELS="m",
+               REQUESTS_CA_BUNDLE=str(tmp_path / bundle))
+    result = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert "StreamDesk cannot start:" in result.stderr and "REQUESTS_CA_BUNDLE" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_a_dotenv_file_beside_app_py_fills_in_what_the_environment_does_not_set(tmp_path):
     # A copy of app.py in a folder of its own, so the repository's own .env (if any) is not it.
     shutil.copy(ROOT / "app.py", tmp_path / "app.py")
