@@ -24,8 +24,12 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.ssl_ import create_urllib3_context
 
-from .errors import (ConfigurationError, ProviderError, UpstreamTimeoutError,
-                     UpstreamUnavailableError)
+from .errors import (
+    ConfigurationError,
+    ProviderError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
 
 try:  # the poll() of the OS, even where gevent has patched the select module
     from gevent.monkey import get_original
