@@ -219,10 +219,12 @@ class _StreamedResponse(requests.Response):
 _NOT_TIMED = datetime.timedelta(0)
 
 
+@functools.cache
 def tls_context(verify: str | bool) -> ssl.SSLContext:
     """urllib3's TLS context, trusting what requests would trust for ``verify``: the CA
     bundle file or directory it names, or certifi's bundle. urllib3 still checks the host
-    name against the certificate on every connection. A bundle that cannot be read stops
+    name against the certificate on every connection. One per bundle in a process, shared
+    by every HTTPS service (certifi's holds ~680 KB). A bundle that cannot be read stops
     start-up with one clear line, where it used to fail every reply."""
     context = create_urllib3_context()
     location = DEFAULT_CA_BUNDLE_PATH if verify is True else str(verify)
