@@ -244,17 +244,20 @@ class _Adapter(HTTPAdapter):
         self.tls = tls  # shared by every HTTPS connection (Upstream)
         super().__init__(**kwargs)
 
+    def _shares_tls(self, url: str, verify) -> bool:
+        return self.tls is not None and bool(verify) and url.lower().startswith("https:")
+
     def build_connection_pool_key_attributes(self, request, verify, cert=None):
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(
             request, verify, cert)
-        if self.tls is not None and verify and host_params["scheme"] == "https":
+        if self._shares_tls(request.url, verify):
             pool_kwargs.pop("ca_certs", None)
             pool_kwargs.pop("ca_cert_dir", None)
             pool_kwargs["ssl_context"] = self.tls
         return host_params, pool_kwargs
 
     def cert_verify(self, conn, url: str, verify, cert) -> None:
-        if self.tls is not None and verify and url.lower().startswith("https"):
+        if self._shares_tls(url, verify):
             # requests would name the bundle on the pool, and urllib3 load it into the shared
             # context again for every connection: it is in there already.
             conn.cert_reqs = "CERT_REQUIRED"

@@ -1,6 +1,7 @@
 """Shared fixtures: the app as the Procfile starts it, and the OpenAI-compatible stand-in."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -138,6 +139,12 @@ def read_events(response: requests.Response) -> list[tuple[str, dict]]:
     for data in response.iter_content(chunk_size=None):
         events += [(e.event, e.json()) for e in decoder.feed(data)]
     return events
+
+
+def streamed_text(raw: bytes) -> str:
+    """The content of the OpenAI-style chunks in ``raw``, read with our own SSE decoder."""
+    chunks = [json.loads(e.data) for e in SSEDecoder().feed(raw) if e.data != "[DONE]"]
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
 
 
 class EventStream:

@@ -19,12 +19,11 @@ from gevent.event import Event as Gate
 from sqlalchemy.exc import OperationalError
 
 from providers import ChatRequest, Message
-from providers.sse import SSEDecoder
 from streamdesk.chat.api_turn import ApiReply, PreparedApiTurn
 from streamdesk.chat.events import Delta, Done
 from streamdesk.chat.observer import ReplyObserver
 from streamdesk.store import ReplyStatus, Store
-from tests.conftest import AppServer
+from tests.conftest import AppServer, streamed_text
 from tests.fakes import FakeProvider
 from tests.standins import ernie_server as ernie
 from tests.standins import spark_server as spark
@@ -274,12 +273,6 @@ def test_a_silent_model_gets_heartbeat_comments_on_the_wire(beating, fresh_upstr
     silence = raw.index(b": ping")
     assert streamed_text(raw[:silence]) == before
     assert streamed_text(raw) == before + after and raw.endswith(b"data: [DONE]\n\n")
-
-
-def streamed_text(raw: bytes) -> str:
-    """The content of the chunks in ``raw``, read with our own SSE decoder."""
-    chunks = [json.loads(e.data) for e in SSEDecoder().feed(raw) if e.data != "[DONE]"]
-    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
 
 
 @SILENCES

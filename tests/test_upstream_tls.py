@@ -10,8 +10,7 @@ import pytest
 import requests
 
 from providers.http import Upstream, body_reads
-from providers.sse import SSEDecoder
-from tests.conftest import AppServer, read_events
+from tests.conftest import AppServer, read_events, streamed_text
 from tests.standins.openai_server import WIDE_PIECE, OpenAIStandIn
 
 
@@ -97,17 +96,8 @@ def test_the_ca_bundle_is_read_once_for_every_connection(https_upstream, certifi
         second = upstream.post(url, "the test service", timeout=(5, 5), json=body)
         for response in (first, second):
             assert response.status_code == 200
-            assert streamed_text(response) == "Echo: hi [1 messages]"
+            assert streamed_text(b"".join(body_reads(response))) == "Echo: hi [1 messages]"
             response.close()
     finally:
         upstream.close()
 
-
-def streamed_text(response) -> str:
-    decoder, pieces = SSEDecoder(), []
-    for data in body_reads(response):
-        for event in decoder.feed(data):
-            if event.data != "[DONE]":
-                pieces += [choice["delta"].get("content") or ""
-                           for choice in event.json()["choices"]]
-    return "".join(pieces)
