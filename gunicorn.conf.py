@@ -153,6 +153,11 @@ def post_worker_init(worker):
     hub = gevent.get_hub()
     hub.resolver = Resolver(hub)
 
+    # Each request's application code on a greenlet that ends with it, so that an open
+    # reply's connection keeps only the shallow stack of writing its body (streamdesk/apart.py).
+    from streamdesk.apart import each_request_apart
+    worker.wsgi = each_request_apart(worker.wsgi)
+
     # How late this worker's loop runs, for /metrics (streamdesk/loop_lag.py).
     from streamdesk.loop_lag import LoopWatch
     LoopWatch().start()

@@ -88,7 +88,9 @@ def prepare_api_turn(ask: ApiTurnRequest, *, registry: Registry,
 class ApiReply:
     """One reply being written for the API; ``waiting`` is True while it waits for the
     upstream or for its turn, the only moments at which ``ClientGone`` may be raised in its
-    greenlet: not while it writes to the caller or to the database."""
+    greenlet (``greenlet``, noted at each wait: the first piece may be read on one greenlet,
+    the view on another, and the rest on the connection's): not while it writes to the caller
+    or to the database."""
 
     def __init__(self, turn: PreparedApiTurn, reply_id: str, store: Store,
                  observer: ReplyObserver, *, max_chars: int, time_limit_seconds: float,
@@ -101,7 +103,7 @@ class ApiReply:
         self.waiting = False
         self.ended = False
         self.cancelled = False  # the caller left: nobody is told how it ended
-        self.greenlet = gevent.getcurrent()  # the one reading the upstream
+        self.greenlet = gevent.getcurrent()  # the one reading the upstream, when waiting
         # Past it, the next chunk first catches up: with the time limit, the row's touch or a
         # heartbeat being written. One comparison per chunk for all three.
         self.due = 0.0
@@ -122,7 +124,6 @@ class ApiReply:
         self._first.join(self.heartbeat_seconds)
         if not self._first.ready():
             return None
-        self.greenlet = gevent.getcurrent()
         return self._first.get()
 
     def keep_alive(self, beat: Callable[[], object]) -> None:
@@ -176,7 +177,6 @@ class ApiReply:
 
     def events(self) -> Generator[ApiEvent, None, None]:
         """The reply's events. The store must already count it (``start_api_reply``)."""
-        self.greenlet = gevent.getcurrent()
         observer, store = self.observer, self.store
         observer.started()
         text: list[str] = []
@@ -195,7 +195,7 @@ class ApiReply:
         try:
             read = 0
             while True:
-                self.waiting = True
+                self.greenlet, self.waiting = gevent.getcurrent(), True
                 try:
                     chunk = next(chunks, None)
                 finally:
@@ -229,7 +229,7 @@ class ApiReply:
                 if not read % YIELD_EVERY_CHUNKS:
                     # Waiting for its turn too: an upstream that is never waited for would
                     # otherwise never let a departed caller's reply be stopped.
-                    self.waiting = True
+                    self.greenlet, self.waiting = gevent.getcurrent(), True
                     try:
                         gevent.sleep(0)
                     finally:
