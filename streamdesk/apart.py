@@ -3,9 +3,9 @@ returned; the connection's greenlet then only writes the body.
 
 Why: since Python 3.11 a greenlet keeps its Python frames on a data stack of its own, and the
 pages its deepest call touched stay resident for as long as the greenlet lives. Routing, the
-session, the database and the upstream call go deep; writing a streamed body does not, and the
-connection of an open reply lives as long as the reply. With the view on a greenlet that ends,
-an open reply held ~5 KB less (docs/benchmarks.md, seventh round).
+session and the database go deep; writing a streamed body does not, and the connection of an
+open reply lives as long as the reply. With the view on a greenlet that ends, an open reply
+held 3-6 KB less (docs/benchmarks.md, seventh round).
 
 A plain greenlet switched to at once, not a gevent one: no turn of the event loop between the
 connection and its request. It shares the caller's ``contextvars`` context, so what the view
