@@ -57,12 +57,10 @@ class ProgressSaver:
 
     def flush(self) -> None:
         batch, self.grown = list(self.grown.values()), {}
-        # On SQLite's lane the streams of this worker go on during each write (a native
-        # thread), so a pause between two writes only waits for a turn of the loop: at 400
-        # open replies on one worker the seven pauses of a save took ~3 of its ~6 s
-        # (docs/benchmarks.md), and every event since a reply's last save stays in memory until
-        # the next one. (PostgreSQL's driver lets the loop run while it waits only in a
-        # worker, where gevent has patched it: the pause stays there.)
+        # The lane writes on a native thread, the streams going on meanwhile: a pause there
+        # only queued the save behind a whole turn of the loop (~3 s of a 6 s save at 400
+        # open replies, docs/benchmarks.md). PostgreSQL's driver yields only where gevent
+        # has patched it, so the pause stays for it.
         pause = self.store.lane is None
         try:
             for start in range(0, len(batch), ROWS_PER_WRITE):
