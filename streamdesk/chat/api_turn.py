@@ -30,6 +30,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import gevent
+from greenlet import greenlet
 
 from providers import ChatRequest, Message, Provider, ProviderError, Registry, Usage
 from providers.errors import StreamInterruptedError
@@ -86,11 +87,11 @@ def prepare_api_turn(ask: ApiTurnRequest, *, registry: Registry,
 
 
 class ApiReply:
-    """One reply being written for the API; ``waiting`` is True while it waits for the
-    upstream or for its turn, the only moments at which ``ClientGone`` may be raised in its
-    greenlet (``greenlet``, noted at each wait: the first piece may be read on one greenlet,
-    the view on another, and the rest on the connection's): not while it writes to the caller
-    or to the database."""
+    """One reply being written for the API; ``waiting`` is the greenlet reading it while it
+    waits for the upstream or for its turn (None otherwise), the only moments at which
+    ``ClientGone`` may be raised in it: not while it writes to the caller or to the database.
+    Noted at each wait: the first piece may be read on a greenlet of its own, the view runs on
+    another, and the rest is read on the connection's."""
 
     def __init__(self, turn: PreparedApiTurn, reply_id: str, store: Store,
                  observer: ReplyObserver, *, max_chars: int, time_limit_seconds: float,
@@ -100,10 +101,9 @@ class ApiReply:
         self.turn, self.reply_id, self.store, self.observer = turn, reply_id, store, observer
         self.max_chars, self.time_limit_seconds = max_chars, time_limit_seconds
         self.heartbeat_seconds = heartbeat_seconds
-        self.waiting = False
+        self.waiting: greenlet | None = None
         self.ended = False
         self.cancelled = False  # the caller left: nobody is told how it ended
-        self.greenlet = gevent.getcurrent()  # the one reading the upstream, when waiting
         # Past it, the next chunk first catches up: with the time limit, the row's touch or a
         # heartbeat being written. One comparison per chunk for all three.
         self.due = 0.0
@@ -134,13 +134,13 @@ class ApiReply:
         self._beat = beat
 
     def _silent(self) -> None:  # on the hub, from the SilenceWatch
-        if self._beat is not None and self.waiting and self._beating is None:
+        if self._beat is not None and self.waiting is not None and self._beating is None:
             self.due = 0.0  # the next chunk waits for this write: one writer at a time
             self._beating = gevent.spawn(self._send_beat, self._beat)
 
     def _send_beat(self, beat: Callable[[], object]) -> None:
         try:
-            if self.waiting:  # still: nothing else is being written
+            if self.waiting is not None:  # still: nothing else is being written
                 beat()
         except OSError:  # the caller left: the watch on its socket ends the reply
             pass
@@ -170,8 +170,8 @@ class ApiReply:
         # (greenlet.kill would throw from a later callback, wherever it is by then).
         if self.ended:
             return
-        if self.waiting:
-            self.greenlet.throw(ClientGone)
+        if self.waiting is not None:
+            self.waiting.throw(ClientGone)
         else:
             gevent.spawn_later(GONE_RETRY_SECONDS, self.client_gone)
 
@@ -195,11 +195,11 @@ class ApiReply:
         try:
             read = 0
             while True:
-                self.greenlet, self.waiting = gevent.getcurrent(), True
+                self.waiting = gevent.getcurrent()
                 try:
                     chunk = next(chunks, None)
                 finally:
-                    self.waiting = False
+                    self.waiting = None
                 if chunk is None:
                     break
                 read += 1
@@ -229,11 +229,11 @@ class ApiReply:
                 if not read % YIELD_EVERY_CHUNKS:
                     # Waiting for its turn too: an upstream that is never waited for would
                     # otherwise never let a departed caller's reply be stopped.
-                    self.greenlet, self.waiting = gevent.getcurrent(), True
+                    self.waiting = gevent.getcurrent()
                     try:
                         gevent.sleep(0)
                     finally:
-                        self.waiting = False
+                        self.waiting = None
             if failure is None:
                 status, finish_reason = ReplyStatus.COMPLETE, finish_reason or "stop"
             else:

@@ -57,11 +57,10 @@ class ProgressSaver:
 
     def flush(self) -> None:
         batch, self.grown = list(self.grown.values()), {}
-        # The lane writes on a native thread, the streams going on meanwhile: a pause there
-        # only queued the save behind a whole turn of the loop (~3 s of a 6 s save at 400
-        # open replies, docs/benchmarks.md). PostgreSQL's driver yields only where gevent
-        # has patched it, so the pause stays for it.
-        pause = self.store.lane is None
+        # Where the streams go on during each write anyway, a pause only queued the save
+        # behind a whole turn of the loop (~3 s of a 6 s save at 400 open replies on the
+        # lane, docs/benchmarks.md).
+        pause = self.store.progress_saves_hold_the_loop
         try:
             for start in range(0, len(batch), ROWS_PER_WRITE):
                 if start and pause:

@@ -106,6 +106,13 @@ class Store:
             self.lane.take_over_checkpoints(self.writer)
             self.lane.start()
 
+    @property
+    def progress_saves_hold_the_loop(self) -> bool:
+        """Whether the worker's other greenlets wait while ``save_progress_many`` writes. Not
+        on the lane (a native thread). PostgreSQL's driver yields only where gevent has
+        patched it (in a worker, not in the tests), so it counts as holding."""
+        return self.lane is None
+
     def close(self) -> None:
         if self.lane is not None:
             self.lane.stop()
