@@ -2,6 +2,8 @@
 any event id, stopped, timed out, saved on every path."""
 from __future__ import annotations
 
+from itertools import islice
+
 import gevent
 import pytest
 from gevent import GreenletExit
@@ -122,7 +124,7 @@ def test_an_upstream_that_never_pauses_still_lets_the_other_streams_run(store, f
 
     def another_stream():
         while not live.ended:
-            pieces_when_another_stream_ran.append(len(live.text))
+            pieces_when_another_stream_ran.append(live.so_far().count("word"))
             gevent.sleep(0)
 
     other = gevent.spawn(another_stream)  # scheduled after the reply's own greenlet
@@ -210,6 +212,38 @@ def test_following_from_any_event_id_gives_exactly_the_rest(store, fake):
         assert ids == sorted(set(ids)) and all(i > after for i in ids)
         assert not rest or ids[-1] == last
     assert replies.follow("mallory", live.message_id, 0) is None
+
+
+def test_a_live_reply_gives_back_each_held_piece_exactly_from_any_event_id(store, fake):
+    # Pieces of several bytes per character, text and reasoning taking turns: each is held
+    # once, as UTF-8 in its field's buffer, and must come back as the very delta published.
+    gate = Gate()
+    fake.enqueue([Chunk(reasoning="Let me "), Chunk(text="流式 "), Chunk(reasoning="think 🙂."),
+                  Chunk(text="e\u0301\u2028"), Chunk(usage=Usage(4, 3, 7)), Chunk(text="ok"),
+                  gate])
+    replies = keeper(store, save_interval_seconds=60)
+    live = begin(store, replies, fake)
+    published = []
+    for item in replies.follow_live("alice", live):
+        published.append(item)
+        if item[1] == Delta("text", "ok"):
+            break
+    assert [e for _, e in published[1:]] == [
+        Delta("reasoning", "Let me "), Delta("text", "流式 "), Delta("reasoning", "think 🙂."),
+        Delta("text", "e\u0301\u2028"), UsageReport(Usage(4, 3, 7)), Delta("text", "ok")]
+
+    def nothing_saved(after):
+        raise AssertionError(f"read back from the database after {after}")
+
+    for after in range(published[-1][0]):  # from inside a delta: that whole delta again
+        expected = [(i, e) for i, e in published if i > after]
+        assert list(islice(live.follow(after, nothing_saved), len(expected))) == expected
+    assert (live.so_far("text"), live.so_far("reasoning")) == ("流式 e\u0301\u2028ok",
+                                                               "Let me think 🙂.")
+    gate.set()
+    live.generator.join()
+    assert (saved(store, live).content, saved(store, live).reasoning) == (
+        "流式 e\u0301\u2028ok", "Let me think 🙂.")
 
 
 def until_dropped(followed, live, to: int) -> None:

@@ -77,7 +77,7 @@ def test_a_stopped_reply_is_in_the_ledger_as_cancelled(tmp_path):
         provider="fake", model_id="fake/model", request_id="r", user="u",
         message_id=message_id, user_id="alice"))
     for _ in replies.follow_live("alice", live):
-        if live.text:  # the first piece is out
+        if live.so_far():  # the first piece is out
             break
     replies.stop("alice", message_id)
     (row,) = ledger(store)

@@ -1,11 +1,16 @@
-"""A reply being written by this worker, as its followers see it: the events not yet saved,
-and a way to wait for the next ones.
+"""A reply being written by this worker, as its followers see it: its text so far, the events
+not yet saved, and a way to wait for the next ones.
 
 The worker that generates a reply keeps only the events since its last progress save, and
 the saved ones that a follower here has not read yet (at most ``KEEP_UNREAD_SAVED_EVENTS``);
 older ones are read back from the database (``stream_index.replay``), so a follower that reads
 slowly never makes the worker hold the whole reply twice. When the reply ends and is saved,
 nothing of it stays here.
+
+A piece of text is held once, as UTF-8 in its field's buffer (``written``); its event is the
+field's name in the log and where its bytes lie in ``spans``, and a follower gets it back as a
+``Delta``. Held as a ``Delta`` and a string of its own (and the string again in a list of the
+reply's pieces), each unsaved piece was ~120 bytes (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from collections.abc import Callable, Iterator
 
 from gevent.event import Event as Signal
 
-from .events import HEARTBEAT, Done, Event, Heartbeat, Meta
+from .events import HEARTBEAT, Delta, Done, Event, Heartbeat, Meta
 from .stream_index import StreamIndex
 
 _worker_id: str | None = None
@@ -38,12 +43,12 @@ class LiveReply:
     def __init__(self, meta: Meta):
         self.message_id = meta.message_id
         self.index = StreamIndex(meta)
-        self.text: list[str] = []
-        self.reasoning: list[str] = []
-        # The events held, and their ids beside them: a tuple and an int object per event
-        # were ~1.3 KB of every open reply (docs/benchmarks.md).
-        self.log: list[Event] = []
+        self.written = {"text": bytearray(), "reasoning": bytearray()}  # the reply so far
+        # The events held, their ids beside them, and two numbers per event in ``spans``: a
+        # piece's start and end in its field's buffer (its log entry is the field's name).
+        self.log: list[Event | str] = []
         self.ids = array("q")
+        self.spans = array("q")
         self.dropped_to = 0  # events up to this id are saved and no longer held here
         self.heartbeats = 0
         self.ended = False
@@ -53,18 +58,45 @@ class LiveReply:
         self._readers: set[_Reader] = set()  # this worker's followers, and how far they read
         self.on_publish: Callable[[int, Event], None] | None = None  # the bus, for others
 
+    def so_far(self, field: str = "text") -> str:
+        """The reply's text (or reasoning) as written so far."""
+        return self.written[field].decode()
+
+    def add(self, field: str, piece: str) -> None:
+        """A piece of the reply's text or reasoning: kept, and published as a delta. Called by
+        the relay for every piece: the per-chunk hot path."""
+        written = self.written[field]
+        start = len(written)
+        written += piece.encode()
+        event_id = self.index.advance_text(field, len(piece))
+        self.ids.append(event_id)
+        self.log.append(field)
+        self.spans.append(start)
+        self.spans.append(len(written))
+        if self.on_publish is not None:
+            self.on_publish(event_id, Delta(field, piece))
+        self._wake()
+
     def publish(self, event: Event) -> None:
-        """Called by the relay for every event: the per-chunk hot path."""
+        """Any other event (a ``Delta`` goes through ``add``)."""
+        if type(event) is Delta:
+            self.add(event.field, event.text)
+            return
         if event is HEARTBEAT:
             self.heartbeats += 1
         else:
             event_id = self.index.advance(event)
             self.ids.append(event_id)
             self.log.append(event)
+            self.spans.append(0)
+            self.spans.append(0)
             if self.on_publish is not None:
                 self.on_publish(event_id, event)
             if type(event) is Done:
                 self.ended = True
+        self._wake()
+
+    def _wake(self) -> None:
         if self._signal is not None:
             self._signal.set()
             self._signal = None
@@ -83,6 +115,7 @@ class LiveReply:
             self.dropped_to = ids[drop - 1]
             del ids[:drop]
             del self.log[:drop]
+            del self.spans[:2 * drop]
 
     def follow(self, after: int, catch_up: Callable[[int], list[tuple[int, Event]]]
                ) -> Iterator[tuple[int, Event] | Heartbeat]:
@@ -103,9 +136,7 @@ class LiveReply:
                         raise RuntimeError(f"events of reply {self.message_id} after {after} "
                                            "were saved but cannot be read back")
                     continue
-                ids = self.ids
-                start = bisect_right(ids, after)
-                for event_id, event in zip(ids[start:], self.log[start:], strict=True):
+                for event_id, event in self._held_from(bisect_right(self.ids, after)):
                     reader.after = after = event_id
                     yield event_id, event
                     if type(event) is Done:
@@ -123,6 +154,20 @@ class LiveReply:
                 self._signal.wait()
         finally:
             self._readers.discard(reader)
+
+    def _held_from(self, start: int) -> list[tuple[int, Event]]:
+        """The held events from the ``start``-th on, pieces as deltas again. A list: the log
+        may lose its head to a save while the follower writes these out."""
+        ids, log, spans, written = self.ids, self.log, self.spans, self.written
+        events: list[tuple[int, Event]] = []
+        for at in range(start, len(ids)):
+            entry = log[at]
+            if isinstance(entry, str):
+                text = written[entry][spans[2 * at]:spans[2 * at + 1]].decode()
+                events.append((ids[at], Delta(entry, text)))
+            else:
+                events.append((ids[at], entry))
+        return events
 
 
 class _Reader:

@@ -6,9 +6,8 @@ second. Here a reply only marks itself as grown (a dict assignment per chunk); o
 per worker writes every grown reply once per interval, ``ROWS_PER_WRITE`` rows per statement.
 On SQLite the statement runs on the store's native thread (``store/sqlite_lane.py``): run on
 the loop, SQLite rewriting a few hundred rows a second stopped every stream of the worker
-each time. Each reply's pieces are joined into one string as it is saved (and kept that way).
-The reply's stream index is saved with its text, so the two always agree, and the events now
-saved are dropped from the reply's live log.
+each time. The reply's stream index is saved with its text, so the two always agree, and the
+events now saved are dropped from the reply's live log.
 
 The write only touches rows still ``streaming``: a reply that finished in the meantime was
 saved whole by ``finish_turn`` and must not be overwritten by an older snapshot (with
@@ -67,7 +66,7 @@ class ProgressSaver:
                     gevent.sleep(0)  # the streams of this worker go on between two writes
                 replies = batch[start:start + ROWS_PER_WRITE]
                 positions = [reply.index.position for reply in replies]
-                rows = [(reply.message_id, compact(reply.text), compact(reply.reasoning),
+                rows = [(reply.message_id, reply.so_far("text"), reply.so_far("reasoning"),
                          reply.index.to_json()) for reply in replies]
                 saved = self._save(rows, replies)
                 for reply, position, was_saved in zip(replies, positions, saved, strict=True):
@@ -94,12 +93,3 @@ class ProgressSaver:
                 return [False]
         return [self._save([row], [reply])[0] for row, reply in zip(rows, replies, strict=True)]
 
-
-def compact(pieces: list[str]) -> str:
-    """The reply so far as one string, which then replaces the pieces in the live list: a
-    long reply held as thousands of small str objects costs ~70 bytes per piece."""
-    if len(pieces) == 1:
-        return pieces[0]
-    whole = "".join(pieces)
-    pieces[:] = [whole] if whole else []
-    return whole

@@ -4,9 +4,9 @@ connection that asked for it closes; that greenlet reads the upstream itself, so
 costs one hand-over between greenlets (to the followers), as it did when the request's own
 greenlet read it.
 
-Per piece it cleans the text (``model_text.py``: no NUL, no lone surrogate), appends it to a
-list, publishes one small event and marks the reply as grown; ``progress.ProgressSaver``
-writes every grown reply of the worker once per interval.
+Per piece it cleans the text (``model_text.py``: no NUL, no lone surrogate), adds it to the
+live reply (which keeps it and publishes it as a delta) and marks the reply as grown;
+``progress.ProgressSaver`` writes every grown reply of the worker once per interval.
 
 How it ends: ``complete`` when the model finished, or when the reply reached
 ``MAX_REPLY_CHARS`` (finish reason ``length``); ``error`` when the provider failed;
@@ -30,7 +30,7 @@ from providers import ChatRequest, Provider, ProviderError, Usage
 from providers.errors import StreamInterruptedError
 
 from ..store import ReplyStatus, Store
-from .events import HEARTBEAT, Delta, Done, Failed, UsageReport
+from .events import HEARTBEAT, Done, Failed, UsageReport
 from .ledger import cost_of
 from .live import LiveReply
 from .model_text import PieceCleaner, storable
@@ -69,7 +69,7 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
              observer: ReplyObserver, saver: ProgressSaver | None, *,
              heartbeat_seconds: float, max_chars: int = 1_000_000) -> None:
     observer.started()
-    text, reasoning, publish = live.text, live.reasoning, live.publish
+    publish = live.publish
     usage: Usage | None = None
     finish_reason = None
     failure: Failed | None = None
@@ -78,7 +78,7 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
 
     def save_progress():
         if saver is None:  # SAVE_INTERVAL_SECONDS=0: every piece, at once (tests, debugging)
-            store.save_progress(live.message_id, "".join(text), "".join(reasoning),
+            store.save_progress(live.message_id, live.so_far("text"), live.so_far("reasoning"),
                                 live.index.to_json())
         else:
             saver.grew(live)
@@ -103,9 +103,9 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
             watch.last = time.monotonic()
             piece = ""
             if chunk.text:
-                field, pieces, piece = "text", text, clean_text(chunk.text)
+                field, piece = "text", clean_text(chunk.text)
             elif chunk.reasoning:
-                field, pieces, piece = "reasoning", reasoning, clean_reasoning(chunk.reasoning)
+                field, piece = "reasoning", clean_reasoning(chunk.reasoning)
             elif chunk.usage:
                 usage = chunk.usage
                 publish(UsageReport(usage))
@@ -117,8 +117,7 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
                     awaiting_first_token = False
                 piece = piece[:room]
                 room -= len(piece)
-                pieces.append(piece)
-                publish(Delta(field, piece))
+                live.add(field, piece)
                 if not room:
                     finish_reason = "length"  # the upstream is closed below, as for a stop
                     break
@@ -148,14 +147,14 @@ def generate(provider: Provider, request: ChatRequest, live: LiveReply, store: S
     finally:
         live.closing = True
         watch.close()
-        content = "".join(text)
+        content = live.so_far("text")
         if saver is not None:
             saver.finished(live)
         try:
             error = (failure.code, failure.message) if failure else None
             cost = cost_of(observer, request, content, usage, status)
             if not save_last_word(lambda: store.finish_turn(
-                    live.message_id, content=content, reasoning="".join(reasoning),
+                    live.message_id, content=content, reasoning=live.so_far("reasoning"),
                     status=status, finish_reason=finish_reason, error=error, usage=usage,
                     stream_index=live.index.to_json(), cost=cost),
                     f"the end of reply {live.message_id}"):

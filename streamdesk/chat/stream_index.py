@@ -32,13 +32,18 @@ class StreamIndex:
         self.usage: Usage | None = None
         self._kind = ""
 
+    def advance_text(self, field: str, length: int) -> int:
+        """Account for a delta of ``length`` characters and return its id. On the per-chunk
+        path: keep it cheap."""
+        if field != self._kind:
+            self._start(field)
+        self.position += length
+        return self.position
+
     def advance(self, event: Event) -> int:
-        """Account for ``event`` and return its id. On the per-chunk path: keep it cheap."""
+        """Account for ``event`` and return its id."""
         if type(event) is Delta:
-            if event.field != self._kind:
-                self._start(event.field)
-            self.position += len(event.text)
-            return self.position
+            return self.advance_text(event.field, len(event.text))
         kind = _KINDS[type(event)]
         self._start(kind)
         if kind == "usage":
