@@ -46,7 +46,7 @@ def test_a_save_waiting_for_the_write_lock_leaves_the_loop_running(store, databa
         other_process.execute("COMMIT")
 
     releaser = gevent.spawn(keep_the_loop_busy_then_release)
-    store.save_progress_many([(reply_id, "saved after the wait", "", '{"position": 3}')])
+    store.save_progress(reply_id, "saved after the wait", "", '{"position": 3}')
     assert releaser.dead and len(ticks) == 20
     saved = store.reply("ana", reply_id)
     assert (saved.content, saved.status, saved.stream_index) == (
@@ -61,7 +61,7 @@ def test_lane_and_loop_write_the_same_row(database, tmp_path):
         store = Store(f"sqlite:///{path}", sqlite_lane=lane)
         store.migrate()
         reply_id = streaming_reply(store)
-        store.save_progress_many([(reply_id, "so far", "thinking", "{}")])
+        store.save_progress(reply_id, "so far", "thinking", "{}")
         store.close()
         with sqlite3.connect(path) as connection:
             rows[lane] = connection.execute(
@@ -74,7 +74,7 @@ def test_a_finished_reply_is_not_overwritten_by_a_late_snapshot(store):
     reply_id = streaming_reply(store)
     store.finish_turn(reply_id, content="the whole answer", reasoning="", status="complete",
                       finish_reason="stop")
-    store.save_progress_many([(reply_id, "the whole", "", "{}")])
+    store.save_progress(reply_id, "the whole", "", "{}")
     saved = store.reply("ana", reply_id)
     assert (saved.content, saved.status) == ("the whole answer", "complete")
 
@@ -82,7 +82,7 @@ def test_a_finished_reply_is_not_overwritten_by_a_late_snapshot(store):
 def test_commits_leave_checkpoints_to_the_lane(store, database):
     for user in range(40):  # enough writes for a log of some pages
         reply_id = streaming_reply(store, f"user{user}")
-        store.save_progress_many([(reply_id, "x" * 5000, "", "{}")])
+        store.save_progress(reply_id, "x" * 5000, "", "{}")
     with store.writer.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
     with sqlite3.connect(database) as other:  # an ordinary connection checkpoints itself

@@ -19,9 +19,11 @@ import socket
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from gevent.event import Event as Signal
 
+from ..store import Progress
 from .events import HEARTBEAT, Delta, Done, Event, Heartbeat, Meta
 from .stream_index import StreamIndex
 
@@ -44,6 +46,8 @@ class LiveReply:
         self.message_id = meta.message_id
         self.index = StreamIndex(meta)
         self.written = {"text": bytearray(), "reasoning": bytearray()}  # the reply so far
+        # How much of each field the database has: (characters, bytes of ``written``).
+        self._stored = {"text": (0, 0), "reasoning": (0, 0)}
         # The events held, their ids beside them, and two numbers per event in ``spans``: a
         # piece's start and end in its field's buffer (its log entry is the field's name).
         self.log: list[Event | str] = []
@@ -101,12 +105,28 @@ class LiveReply:
             self._signal.set()
             self._signal = None
 
-    def saved(self, position: int) -> None:
-        """Events up to ``position`` are in the database: drop those that every follower here
-        has read. A follower a little behind (a busy worker, a slow network) keeps reading
-        from memory; one more than KEEP_UNREAD_SAVED_EVENTS behind goes back to the database.
+    def growth(self) -> tuple[Progress, Mark]:
+        """What the database's copy lacks, as the store's row, and the mark to hand to
+        ``saved`` once that row is in."""
+        text_from, text_start = self._stored["text"]
+        reasoning_from, reasoning_start = self._stored["reasoning"]
+        text = self.written["text"][text_start:].decode()
+        reasoning = self.written["reasoning"][reasoning_start:].decode()
+        mark = Mark(self.index.position,
+                    (text_from + len(text), len(self.written["text"])),
+                    (reasoning_from + len(reasoning), len(self.written["reasoning"])))
+        return Progress(self.message_id, text_from, text, reasoning_from, reasoning,
+                        self.index.to_json()), mark
+
+    def saved(self, mark: Mark) -> None:
+        """The database has the reply as ``growth`` gave it: drop the events up to its
+        position that every follower here has read. A follower a little behind (a busy
+        worker, a slow network) keeps reading from memory; one more than
+        KEEP_UNREAD_SAVED_EVENTS behind goes back to the database.
         (Holding the newest 32 saved events whether or not anyone needed them was ~6 KB of
         every open reply: docs/benchmarks.md.)"""
+        self._stored = {"text": mark.text, "reasoning": mark.reasoning}
+        position = mark.position
         ids = self.ids
         saved = bisect_right(ids, position)
         read_by_all = min((reader.after for reader in self._readers), default=position)
@@ -168,6 +188,14 @@ class LiveReply:
             else:
                 events.append((ids[at], entry))
         return events
+
+
+class Mark(NamedTuple):
+    """Where a reply's saved copy stands: its last event's id, and (characters, bytes) of
+    its text and of its reasoning."""
+    position: int
+    text: tuple[int, int]
+    reasoning: tuple[int, int]
 
 
 class _Reader:

@@ -6,8 +6,11 @@ second. Here a reply only marks itself as grown (a dict assignment per chunk); o
 per worker writes every grown reply once per interval, ``ROWS_PER_WRITE`` rows per statement.
 On SQLite the statement runs on the store's native thread (``store/sqlite_lane.py``): run on
 the loop, SQLite rewriting a few hundred rows a second stopped every stream of the worker
-each time. The reply's stream index is saved with its text, so the two always agree, and the
-events now saved are dropped from the reply's live log.
+each time, and a worker's slices of one save go to that thread as one job. Only what each
+reply grew by since its last save travels (``LiveReply.growth``): the statement keeps the
+characters already saved and appends the rest, so a save that failed after its commit
+is not appended twice. The reply's stream index is saved with its text, so the two always
+agree, and the events now saved are dropped from the reply's live log.
 
 The write only touches rows still ``streaming``: a reply that finished in the meantime was
 saved whole by ``finish_turn`` and must not be overwritten by an older snapshot (with
@@ -25,8 +28,8 @@ from .live import LiveReply
 log = logging.getLogger(__name__)
 
 _savers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# Bounds the strings held at once, each write's hold on SQLite's write lock (other workers'
-# turns wait for it) and the work the loop does between two pauses (joining, the index).
+# Bounds each write's hold on SQLite's write lock (other workers' turns wait for it) and,
+# where the writes hold the loop, the work it does between two pauses.
 ROWS_PER_WRITE = 50
 
 
@@ -56,22 +59,19 @@ class ProgressSaver:
 
     def flush(self) -> None:
         batch, self.grown = list(self.grown.values()), {}
-        # Where the streams go on during each write anyway, a pause only queued the save
-        # behind a whole turn of the loop (~3 s of a 6 s save at 400 open replies on the
-        # lane, docs/benchmarks.md).
-        pause = self.store.progress_saves_hold_the_loop
+        slices = [batch[start:start + ROWS_PER_WRITE]
+                  for start in range(0, len(batch), ROWS_PER_WRITE)]
         try:
-            for start in range(0, len(batch), ROWS_PER_WRITE):
-                if start and pause:
-                    gevent.sleep(0)  # the streams of this worker go on between two writes
-                replies = batch[start:start + ROWS_PER_WRITE]
-                positions = [reply.index.position for reply in replies]
-                rows = [(reply.message_id, reply.so_far("text"), reply.so_far("reasoning"),
-                         reply.index.to_json()) for reply in replies]
-                saved = self._save(rows, replies)
-                for reply, position, was_saved in zip(replies, positions, saved, strict=True):
-                    if was_saved:
-                        reply.saved(position)
+            if self.store.progress_saves_hold_the_loop:
+                for number, replies in enumerate(slices):
+                    if number:
+                        gevent.sleep(0)  # the streams of this worker go on between two writes
+                    self._save([replies])
+            else:
+                # On the lane the streams go on during the writes anyway, and the slices go
+                # in one job: a pause, or a job each, only queued the save behind more turns
+                # of the loop (docs/benchmarks.md).
+                self._save(slices)
         finally:
             # The next batch is written after this one, never beside it: a batch slower
             # than the interval (PostgreSQL under load) had the next one update the same
@@ -80,16 +80,22 @@ class ProgressSaver:
             self.flusher = gevent.spawn_later(self.interval, self.flush) if self.grown \
                 else None
 
-    def _save(self, rows: list, replies: list[LiveReply]) -> list[bool]:
-        """Save the rows; whether each was saved. When the batch fails, each row is tried
-        alone: a reply the database refuses must not stop the saves of the others. A refused
-        one is tried again next interval, and still ends with finish_turn."""
-        try:
-            self.store.save_progress_many(rows)
-            return [True] * len(rows)
-        except Exception:
-            if len(rows) == 1:
-                log.exception("saving the growing reply %s failed", replies[0].message_id)
-                return [False]
-        return [self._save([row], [reply])[0] for row, reply in zip(rows, replies, strict=True)]
-
+    def _save(self, slices: list[list[LiveReply]]) -> None:
+        """Each slice of replies in a write of its own. When one fails, each of its replies
+        is tried alone: a reply the database refuses must not stop the saves of the others.
+        A refused one is tried again next interval, and still ends with finish_turn."""
+        growth = [[reply.growth() for reply in replies] for replies in slices]
+        rows = [[row for row, _ in grown] for grown in growth]
+        failures = self.store.save_progress_batches(rows)
+        for replies, grown, batch_rows, failure in zip(slices, growth, rows, failures,
+                                                       strict=True):
+            if failure is None or len(replies) == 1:
+                alone = [failure] * len(replies)
+            else:
+                alone = self.store.save_progress_batches([[row] for row in batch_rows])
+            for reply, (_, mark), refused in zip(replies, grown, alone, strict=True):
+                if refused is None:
+                    reply.saved(mark)
+                else:
+                    log.error("saving the growing reply %s failed", reply.message_id,
+                              exc_info=refused)

@@ -8,6 +8,7 @@ from .records import (
     FeedbackEntry,
     NewConversation,
     NotAReply,
+    Progress,
     ReplyInProgress,
     ReplyStatus,
     StoredMessage,
@@ -18,6 +19,6 @@ from .records import (
 from .repository import Store
 
 __all__ = ["ApiKey", "Conversation", "DatabaseLimitStorage", "Feedback", "FeedbackEntry",
-           "KeyHolder", "NewConversation", "NotAReply", "ReplyInProgress", "ReplyStatus",
-           "Store", "StoredMessage", "StoredReply", "StreamCapReached", "TooManyKeys",
-           "UsageEntry"]
+           "KeyHolder", "NewConversation", "NotAReply", "Progress", "ReplyInProgress",
+           "ReplyStatus", "Store", "StoredMessage", "StoredReply", "StreamCapReached",
+           "TooManyKeys", "UsageEntry"]

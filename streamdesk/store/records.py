@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 # A reply touched by nobody for this long lost its process (SIGKILL, OOM, power): it reads as
 # interrupted. Live relays touch their row at least every heartbeat (at most 15 s).
@@ -21,6 +22,18 @@ class ReplyStatus(enum.StrEnum):
     CANCELLED = "cancelled"  # the user stopped it (or left, with CANCEL_ON_DISCONNECT)
     ERROR = "error"  # the model service refused or failed
     INTERRUPTED = "interrupted"  # cut off: the connection broke, or the server stopped or died
+
+
+class Progress(NamedTuple):
+    """A growing reply's saved copy brought up to date: what it lacks of each field after the
+    characters it already has. Only the growth travels, not the whole reply every time (a
+    worker's save of 500 open replies held every one's whole text at once)."""
+    message_id: str
+    content_from: int  # characters of the content already saved
+    content: str  # the content after them
+    reasoning_from: int
+    reasoning: str
+    stream_index: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,9 @@ from typing import cast
 from sqlalchemy import (
     Connection,
     CursorResult,
+    Integer,
     Table,
+    Text,
     bindparam,
     delete,
     func,
@@ -39,6 +41,7 @@ from .records import (
     FeedbackEntry,
     NewConversation,
     NotAReply,
+    Progress,
     ReplyInProgress,
     ReplyStatus,
     StoredMessage,
@@ -108,7 +111,7 @@ class Store:
 
     @property
     def progress_saves_hold_the_loop(self) -> bool:
-        """Whether the worker's other greenlets wait while ``save_progress_many`` writes. Not
+        """Whether the worker's other greenlets wait while ``save_progress_batches`` writes. Not
         on the lane (a native thread). PostgreSQL's driver yields only where gevent has
         patched it (in a worker, not in the tests), so it counts as holding."""
         return self.lane is None
@@ -298,21 +301,35 @@ class Store:
 
     def save_progress(self, message_id: str, content: str, reasoning: str,
                       stream_index: str) -> None:
-        self.save_progress_many([(message_id, content, reasoning, stream_index)])
+        """A growing reply's whole text so far (as ``save_progress_batches``)."""
+        (failure,) = self.save_progress_batches(
+            [[Progress(message_id, 0, content, 0, reasoning, stream_index)]])
+        if failure is not None:
+            raise failure
 
-    def save_progress_many(self, rows: list[tuple[str, str, str, str]]) -> None:
-        """(message id, content, reasoning, stream index) of many growing replies in one
-        transaction; rows no longer ``streaming`` are left alone (their finish_turn has the
-        last word). Core, not an ORM Session: this runs for every open reply every save
-        interval. On SQLite's lane (``sqlite_lane.py``) only the calling greenlet waits."""
+    def save_progress_batches(self, batches: list[list[Progress]]) -> list[Exception | None]:
+        """Growing replies, each batch in a transaction of its own; what each batch failed
+        with, None where it was saved. Rows no longer ``streaming`` are left alone (their
+        finish_turn has the last word). Core, not an ORM Session: this runs for every open
+        reply every save interval. On SQLite's lane (``sqlite_lane.py``) only the calling
+        greenlet waits, and only once for all the batches."""
         moment = now()
         if self.lane is not None:
-            self.lane.save_progress(rows, moment)
-            return
-        with self.writer.begin() as connection:
-            connection.execute(_SAVE_PROGRESS, [
-                {"b_id": i, "b_content": c, "b_reasoning": r, "b_index": x, "b_moment": moment}
-                for i, c, r, x in rows])
+            return self.lane.save_progress(batches, moment)
+        failures: list[Exception | None] = []
+        for rows in batches:
+            try:
+                with self.writer.begin() as connection:
+                    connection.execute(_SAVE_PROGRESS, [
+                        {"b_id": row.message_id, "b_content_from": row.content_from,
+                         "b_content": row.content, "b_reasoning_from": row.reasoning_from,
+                         "b_reasoning": row.reasoning, "b_index": row.stream_index,
+                         "b_moment": moment} for row in rows])
+            except Exception as error:
+                failures.append(error)
+            else:
+                failures.append(None)
+        return failures
 
     def finish_turn(self, message_id: str, *, content: str, reasoning: str,
                     status: ReplyStatus, finish_reason: str | None,
@@ -456,10 +473,20 @@ _COUNT_BEING_WRITTEN = select(
     + select(func.count()).select_from(_API_REPLIES)
     .where(_API_REPLIES.c.user_id == bindparam("b_user"),
            _API_REPLIES.c.updated_at > bindparam("b_fresh")).scalar_subquery())
+
+
+def _grown(column, name: str):
+    """The column's first ``<name>_from`` characters, then ``<name>``: a field's saved copy
+    brought up to date (``Progress``)."""
+    kept = func.substr(column, 1, bindparam(f"{name}_from", type_=Integer), type_=Text)
+    return kept.concat(bindparam(name, type_=Text))
+
+
 _SAVE_PROGRESS = (update(_MESSAGES)
                   .where(_MESSAGES.c.id == bindparam("b_id"),
                          _MESSAGES.c.status == ReplyStatus.STREAMING)
-                  .values(content=bindparam("b_content"), reasoning=bindparam("b_reasoning"),
+                  .values(content=_grown(_MESSAGES.c.content, "b_content"),
+                          reasoning=_grown(_MESSAGES.c.reasoning, "b_reasoning"),
                           stream_index=bindparam("b_index"), updated_at=bindparam("b_moment")))
 
 

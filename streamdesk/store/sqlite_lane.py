@@ -9,9 +9,9 @@ streams (docs/benchmarks.md). Here they run on a native thread of their own (a g
 ``ThreadPool`` of one), with a connection of their own: sqlite3 lets go of the interpreter
 while SQLite works, so the loop runs on meanwhile.
 
-Each progress save is one ``UPDATE ... FROM (VALUES ...)`` in autocommit: one call into
-SQLite takes the write lock, writes and commits, so the lock is never held while this thread
-waits for the interpreter. Waiting for the lock is SQLite's own busy timeout, which only
+Each batch of a progress save is one ``UPDATE ... FROM (VALUES ...)`` in autocommit: one call
+into SQLite takes the write lock, writes and commits, so the lock is never held while this
+thread waits for the interpreter. Waiting for the lock is SQLite's own busy timeout, which only
 sleeps this thread. The thread touches no gevent or SQLAlchemy object (their locks are not
 meant to be shared across threads): plain ``sqlite3`` only.
 
@@ -31,12 +31,13 @@ from gevent.threadpool import ThreadPool
 from sqlalchemy import Engine, event
 
 from .engine import WRITE_LOCK_TIMEOUT_SECONDS
-from .records import ReplyStatus
+from .records import Progress, ReplyStatus
 from .tables import MessageRow
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SECONDS = 1.0
+CACHE_KIB = 256  # SQLite's page cache for the lane's connection
 # When the log starts over after a complete checkpoint, its file is cut back to this size:
 # a burst's log does not keep its disk space for ever.
 KEEP_LOG_BYTES = 16 * 1024 * 1024
@@ -44,9 +45,11 @@ KEEP_LOG_BYTES = 16 * 1024 * 1024
 # The rows of a batch as a table of values, joined to the replies still being written (a
 # reply that finished meanwhile was saved whole by finish_turn: an older snapshot must not
 # overwrite it). Same columns as repository._SAVE_PROGRESS, the statement of other databases.
-_SAVE_PROGRESS = ("WITH grown(id, content, reasoning, stream_index) AS (VALUES {rows}) "
-                  "UPDATE messages SET content = grown.content, reasoning = grown.reasoning, "
-                  "stream_index = grown.stream_index, updated_at = ? "
+_SAVE_PROGRESS = ("WITH grown(id, content_from, content, reasoning_from, reasoning, stream_index)"
+                  " AS (VALUES {rows}) UPDATE messages SET "
+                  "content = substr(messages.content, 1, grown.content_from) || grown.content, "
+                  "reasoning = substr(messages.reasoning, 1, grown.reasoning_from) "
+                  "|| grown.reasoning, stream_index = grown.stream_index, updated_at = ? "
                   "FROM grown WHERE messages.id = grown.id AND messages.status = ?")
 
 
@@ -79,16 +82,23 @@ class SqliteLane:
             self._checkpointer.kill()
         self._pool.kill()
 
-    def save_progress(self, rows: list[tuple[str, str, str, str]], moment: datetime) -> None:
-        """(message id, content, reasoning, stream index) of replies still being written.
-        The calling greenlet waits; the rest of the worker does not."""
-        statement = self._statements.get(len(rows))
-        if statement is None:
-            statement = self._statements[len(rows)] = _SAVE_PROGRESS.format(
-                rows=", ".join(["(?, ?, ?, ?)"] * len(rows)))
-        values = [value for row in rows for value in row]
-        values += (self._moment_text(moment), ReplyStatus.STREAMING.value)
-        self._pool.apply(self._execute, (statement, values))
+    def save_progress(self, batches: list[list[Progress]], moment: datetime
+                      ) -> list[Exception | None]:
+        """The growth of replies still being written, a statement per batch; what each batch
+        failed with, None where it was saved. All go in one job: the calling greenlet waits
+        for the loop to hear of one job, not of each statement (at 400 open replies on a busy
+        worker, a turn of the loop per statement made a save of 1 s of growth take up to
+        6 s: docs/benchmarks.md). The rest of the worker does not wait."""
+        jobs = []
+        for rows in batches:
+            statement = self._statements.get(len(rows))
+            if statement is None:
+                statement = self._statements[len(rows)] = _SAVE_PROGRESS.format(
+                    rows=", ".join(["(?, ?, ?, ?, ?, ?)"] * len(rows)))
+            values = [value for row in rows for value in row]
+            values += (self._moment_text(moment), ReplyStatus.STREAMING.value)
+            jobs.append((statement, values))
+        return self._pool.apply(self._execute_each, (jobs,))
 
     def checkpoint(self) -> tuple[int, int, int]:
         """One PASSIVE checkpoint: (1 if it could not run, pages in the log, pages copied)."""
@@ -102,6 +112,17 @@ class SqliteLane:
             except sqlite3.Error:  # the next one copies what this one could not
                 log.exception("checkpointing the database's write-ahead log failed")
 
+    def _execute_each(self, jobs: list[tuple[str, list]]) -> list[Exception | None]:
+        failures: list[Exception | None] = []  # on the pool's thread
+        for statement, values in jobs:
+            try:
+                self._execute(statement, values)
+            except Exception as error:  # a value sqlite3 cannot bind, a lock held too long
+                failures.append(error)
+            else:
+                failures.append(None)
+        return failures
+
     def _execute(self, statement: str, values) -> list:  # on the pool's thread
         if self._connection is None:
             self._connection = _connect(self.database_path)
@@ -113,6 +134,9 @@ def _connect(database_path: str) -> sqlite3.Connection:
     connection = sqlite3.connect(database_path, timeout=WRITE_LOCK_TIMEOUT_SECONDS,
                                  isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA synchronous=NORMAL")  # as engine.py's connections
+    # It rewrites rows it wrote a second ago, whose pages the OS still caches: SQLite's
+    # default cache of 2 MB here was ~4 KB of every open reply at 1,000 (docs/benchmarks.md).
+    connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     _no_checkpoint_on_commit(connection, None)
     return connection
 
