@@ -293,9 +293,10 @@ def make_certificate(folder: Path, name: str) -> tuple[Path, Path, Path]:
 
 def loop_lateness(port: int) -> dict:
     """The app's event-loop lateness (streamdesk/loop_lag.py) from its /metrics, summed over
-    its workers: late ticks counted per histogram bucket, and the longest since start."""
+    its workers: late ticks counted per histogram bucket, and the longest since start; and
+    the longest save of growing replies since start (streamdesk/chat/progress.py)."""
     status, body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=5.0)
-    found: dict = {"buckets": {}, "count": 0.0, "longest_s": None}
+    found: dict = {"buckets": {}, "count": 0.0, "longest_s": None, "longest_save_s": None}
     if status != 200:
         return found
     for line in body.decode().splitlines():
@@ -307,6 +308,9 @@ def loop_lateness(port: int) -> dict:
         elif line.startswith("streamdesk_event_loop_late_max_seconds"):
             value = float(line.rsplit(" ", 1)[1])
             found["longest_s"] = max(found["longest_s"] or 0.0, value)
+        elif line.startswith("streamdesk_progress_save_max_seconds"):
+            value = float(line.rsplit(" ", 1)[1])
+            found["longest_save_s"] = max(found["longest_save_s"] or 0.0, value)
     return found
 
 

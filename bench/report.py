@@ -202,8 +202,11 @@ def _loop_text(r: dict) -> str:
     late = r.get("loop_late")
     if not late or late.get("longest_ms") is None:
         return ""
-    return (f"loop late at most {late['longest_ms']:.0f} ms, {late['over_20ms']} tick(s) "
+    text = (f"loop late at most {late['longest_ms']:.0f} ms, {late['over_20ms']} tick(s) "
             f"over 20 ms")
+    if late.get("longest_save_ms") is not None:
+        text += f", longest progress save {late['longest_save_ms']:,} ms"
+    return text
 
 
 def _server_log(r: dict) -> str:

@@ -141,12 +141,14 @@ def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, m
 def loop_late_during(before: dict, after: dict) -> dict:
     """Late ticks of the workers' loops during the run (``streamdesk/loop_lag.py``): how many
     were 5 ms or more late, how many over 20 ms (a block over 20 ms), and the longest since
-    the app started (warm-up included; the app is fresh for each run)."""
+    the app started (warm-up included; the app is fresh for each run); and the longest save
+    of growing replies (each reply's saved copy is at most the save interval plus that old)."""
     over_20 = ((after["count"] - after["buckets"].get("0.02", 0.0))
                - (before["count"] - before["buckets"].get("0.02", 0.0)))
-    longest = after.get("longest_s")
+    longest, longest_save = after.get("longest_s"), after.get("longest_save_s")
     return {"late_ticks": int(after["count"] - before["count"]), "over_20ms": int(over_20),
-            "longest_ms": round(longest * 1000, 1) if longest is not None else None}
+            "longest_ms": round(longest * 1000, 1) if longest is not None else None,
+            "longest_save_ms": round(longest_save * 1000) if longest_save is not None else None}
 
 
 def run_relay(args, level: int, upstream, upstream_port: int, out: Path, env: dict,

@@ -6,7 +6,8 @@ worker starts, each process writes its values there, and ``/metrics`` adds them 
 that variable (tests, a single process) the ordinary in-process registry is used.
 
 Nothing here runs per chunk: a reply touches these once when it starts, once at its first
-token and once when it ends. The event-loop figures come from ``loop_lag.py``.
+token and once when it ends. The event-loop figures come from ``loop_lag.py``, the progress
+saves' from ``chat/progress.py`` (once per save interval).
 """
 from __future__ import annotations
 
@@ -46,6 +47,16 @@ EVENT_LOOP_LATE = Histogram(
 EVENT_LOOP_LATE_MAX = Gauge("streamdesk_event_loop_late_max_seconds",
                             "The latest any worker's event loop ran since it started",
                             multiprocess_mode="max")
+
+# chat/progress.py: a worker's save of its growing replies. Each reply's saved copy is at most
+# SAVE_INTERVAL_SECONDS plus the longest save old: what a crash or a reload can lose.
+PROGRESS_SAVE = Histogram(
+    "streamdesk_progress_save_seconds",
+    "A worker's save of every reply it is writing, from start to end",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
+PROGRESS_SAVE_MAX = Gauge("streamdesk_progress_save_max_seconds",
+                          "The longest save of growing replies by any worker since it started",
+                          multiprocess_mode="max")
 
 
 def exposition() -> tuple[bytes, str]:

@@ -6,6 +6,7 @@ import sqlite3
 import gevent
 import pytest
 from gevent.event import Event as Gate
+from prometheus_client import REGISTRY
 
 from streamdesk.chat import progress
 from streamdesk.chat.events import Meta
@@ -129,6 +130,34 @@ def test_saves_of_each_growth_add_up_to_the_whole_reply_a_failed_one_included(
                                                         reply.so_far("reasoning"))
     assert (saved.content, saved.reasoning) == ("Once upon 流 a time.", "so it goes")
     assert saved.stream_index == reply.index.to_json()
+
+
+def test_operators_see_how_long_each_save_took(store, monkeypatch):
+    now = [100.0]
+    saver = ProgressSaver(store, interval=60, clock=lambda: now[0])
+    write = store.save_progress_batches
+
+    def slow_write(batches):
+        now[0] += 0.75
+        return write(batches)
+
+    monkeypatch.setattr(store, "save_progress_batches", slow_write)
+    count, within_half_a_second, within_a_second = (
+        sample("streamdesk_progress_save_seconds_count"),
+        sample("streamdesk_progress_save_seconds_bucket", le="0.5"),
+        sample("streamdesk_progress_save_seconds_bucket", le="1.0"))
+    saver.grew(growing_reply(store, "ana", "so far"))
+    saver.flush()
+    saver.flush()  # nothing grew since: no save to count
+    assert sample("streamdesk_progress_save_seconds_count") == count + 1
+    assert sample("streamdesk_progress_save_seconds_bucket", le="0.5") == within_half_a_second
+    assert sample("streamdesk_progress_save_seconds_bucket", le="1.0") == within_a_second + 1
+    assert saver.longest == pytest.approx(0.75)
+    assert sample("streamdesk_progress_save_max_seconds") >= 0.75
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def test_the_next_batch_waits_for_the_one_being_written(store, monkeypatch):

@@ -19,10 +19,13 @@ PostgreSQL the driver yields, so a finish can commit while a batch is in flight)
 from __future__ import annotations
 
 import logging
+import time
 import weakref
+from collections.abc import Callable
 
 import gevent
 
+from .. import metrics
 from .live import LiveReply
 
 log = logging.getLogger(__name__)
@@ -34,11 +37,13 @@ ROWS_PER_WRITE = 50
 
 
 class ProgressSaver:
-    def __init__(self, store, interval: float):
+    def __init__(self, store, interval: float, clock: Callable[[], float] = time.monotonic):
         self.store = store
         self.interval = interval
+        self.clock = clock
         self.grown: dict[str, LiveReply] = {}
         self.flusher = None
+        self.longest = 0.0  # seconds, the longest save so far
 
     @classmethod
     def for_store(cls, store, interval: float) -> ProgressSaver:
@@ -59,6 +64,7 @@ class ProgressSaver:
 
     def flush(self) -> None:
         batch, self.grown = list(self.grown.values()), {}
+        began = self.clock()
         slices = [batch[start:start + ROWS_PER_WRITE]
                   for start in range(0, len(batch), ROWS_PER_WRITE)]
         try:
@@ -72,6 +78,8 @@ class ProgressSaver:
                 # in one job: a pause, or a job each, only queued the save behind more turns
                 # of the loop (docs/benchmarks.md).
                 self._save(slices)
+            if batch:
+                self._report(self.clock() - began)
         finally:
             # The next batch is written after this one, never beside it: a batch slower
             # than the interval (PostgreSQL under load) had the next one update the same
@@ -79,6 +87,12 @@ class ProgressSaver:
             # and replies' last words (docs/benchmarks.md).
             self.flusher = gevent.spawn_later(self.interval, self.flush) if self.grown \
                 else None
+
+    def _report(self, took: float) -> None:
+        metrics.PROGRESS_SAVE.observe(took)
+        if took > self.longest:
+            self.longest = took
+            metrics.PROGRESS_SAVE_MAX.set(took)
 
     def _save(self, slices: list[list[LiveReply]]) -> None:
         """Each slice of replies in a write of its own. When one fails, each of its replies
