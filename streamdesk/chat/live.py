@@ -175,19 +175,19 @@ class LiveReply:
         finally:
             self._readers.discard(reader)
 
-    def _held_from(self, start: int) -> list[tuple[int, Event]]:
-        """The held events from the ``start``-th on, pieces as deltas again. A list: the log
-        may lose its head to a save while the follower writes these out."""
-        ids, log, spans, written = self.ids, self.log, self.spans, self.written
-        events: list[tuple[int, Event]] = []
-        for at in range(start, len(ids)):
-            entry = log[at]
+    def _held_from(self, start: int) -> Iterator[tuple[int, Event]]:
+        """The held events from the ``start``-th on, each piece made a delta again as it is
+        read (a follower far behind does not hold them all at once). From copies of the
+        arrays' tails: the log may lose its head to a save while the follower writes these
+        out (the buffers only grow)."""
+        ids, log, spans, written = self.ids[start:], self.log[start:], \
+            self.spans[2 * start:], self.written
+        for at, (event_id, entry) in enumerate(zip(ids, log, strict=True)):
             if isinstance(entry, str):
-                text = written[entry][spans[2 * at]:spans[2 * at + 1]].decode()
-                events.append((ids[at], Delta(entry, text)))
+                yield event_id, Delta(entry,
+                                      written[entry][spans[2 * at]:spans[2 * at + 1]].decode())
             else:
-                events.append((ids[at], entry))
-        return events
+                yield event_id, entry
 
 
 class Mark(NamedTuple):
