@@ -82,7 +82,7 @@ class LiveReply:
         self._wake()
 
     def publish(self, event: Event) -> None:
-        """Any other event (a ``Delta`` goes through ``add``)."""
+        """Any event; the relay hands its pieces to ``add`` instead, without a ``Delta``."""
         if type(event) is Delta:
             self.add(event.field, event.text)
             return
