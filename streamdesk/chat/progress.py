@@ -4,13 +4,13 @@ Every open reply must reach the store at least every ``SAVE_INTERVAL_SECONDS`` s
 crash or a drop loses little. Done per reply, 1,000 open replies are 1,000 transactions a
 second. Here a reply only marks itself as grown (a dict assignment per chunk); one greenlet
 per worker writes every grown reply once per interval, ``ROWS_PER_WRITE`` rows per statement.
-On SQLite the statement runs on the store's native thread (``store/sqlite_lane.py``): run on
-the loop, SQLite rewriting a few hundred rows a second stopped every stream of the worker
-each time, and a worker's slices of one save go to that thread as one job. Only what each
-reply grew by since its last save travels (``LiveReply.growth``): the statement keeps the
-characters already saved and appends the rest, so a save that failed after its commit
-is not appended twice. The reply's stream index is saved with its text, so the two always
-agree, and the events now saved are dropped from the reply's live log.
+On SQLite the statements run on the store's native thread (``store/sqlite_lane.py``), all
+the slices of one save as one job: run on the loop, SQLite rewriting a few hundred rows a
+second stopped every stream of the worker each time. Only what each reply grew by since its
+last save travels (``LiveReply.growth``): the statement keeps the characters already saved
+and appends the rest, so a save that failed after its commit is not appended twice. The
+reply's stream index is saved with its text, so the two always agree, and the events now
+saved are dropped from the reply's live log.
 
 The write only touches rows still ``streaming``: a reply that finished in the meantime was
 saved whole by ``finish_turn`` and must not be overwritten by an older snapshot (with
