@@ -1,19 +1,21 @@
 """What one open reply holds: one worker (the Procfile's server), N streams, looked into while
 they stream.
 
-    python bench/memory_probe.py [--app-dir CHECKOUT] [--streams 400] [--trace]
+    python bench/memory_probe.py [--app-dir CHECKOUT] [--streams 400] [--trace] [--shared]
 
 The worker is asked (a signal; bench/probe_site/sitecustomize.py answers it, the app is
 unchanged) once it is warm and idle, then four times 6-9 s after the streams opened (once, at
 9 s, with ``--trace``). Printed per open stream: resident memory (the mean of the looks against
 idle), the greenlets' saved C stacks, and the objects the garbage collector tracks; with
 ``--trace`` (tracemalloc in the worker, which slows it) the allocation lines that grew most.
+``--shared``: the app on PostgreSQL and Redis, as ``bench/run.py --shared`` runs it.
 Less noisy than the harness's RSS per stream: one process, no peak taken. Compare builds
 interleaved (old, new, new, old), as docs/benchmarks.md does.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -50,14 +52,23 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=400)
     parser.add_argument("--trace", action="store_true",
                         help="tracemalloc in the worker: the allocation lines that grew most")
+    parser.add_argument("--shared", action="store_true",
+                        help="the app on PostgreSQL and Redis (bench/run.py --shared's)")
+    parser.add_argument("--postgres-admin-url",
+                        default="postgresql://postgres@127.0.0.1/postgres")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     args = parser.parse_args()
     procs.raise_fd_limit()
-    with tempfile.TemporaryDirectory(prefix="streamdesk-probe-") as scratch:
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="streamdesk-probe-"))
+        shared = (stack.enter_context(procs.shared_services(args.postgres_admin_url,
+                                                            args.redis_url))
+                  if args.shared else {})
         work = Path(scratch)
         answers = work / "answers"
         answers.mkdir()
         env = {"WEB_CONCURRENCY": "1", "PYTHONPATH": str(PROBE_SITE),
-               "MEMORY_PROBE_DIR": str(answers)}
+               "MEMORY_PROBE_DIR": str(answers), **shared}
         if args.trace:
             env["PYTHONTRACEMALLOC"] = "1"
         upstream, port, _ = procs.start_upstream(work / "upstream.log")
