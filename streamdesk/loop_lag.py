@@ -52,9 +52,6 @@ class LoopWatch:
         self.last = now
         if late < REPORTED_FROM_SECONDS:
             return
-        metrics.EVENT_LOOP_LATE.observe(late)
-        if late > self.longest:
-            self.longest = late
-            metrics.EVENT_LOOP_LATE_MAX.set(late)
+        self.longest = metrics.EVENT_LOOP_LATE.observe(late, self.longest)
         if self.on_late is not None:
             self.on_late(late)

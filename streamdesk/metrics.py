@@ -39,24 +39,38 @@ UPSTREAM_ERRORS = Counter("streamdesk_upstream_errors_total", "Provider errors b
                           ["provider", "code"])
 FEEDBACK = Counter("streamdesk_feedback_total", "Ratings users gave replies (a change counts "
                    "again; clearing one takes nothing back)", ["provider", "model", "rating"])
-# streamdesk/loop_lag.py: how late a worker's event loop ran, when 5 ms or more late.
-EVENT_LOOP_LATE = Histogram(
-    "streamdesk_event_loop_late_seconds",
-    "Ticks of a worker's event loop that ran 5 ms or more late, by how late",
-    buckets=(0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-EVENT_LOOP_LATE_MAX = Gauge("streamdesk_event_loop_late_max_seconds",
-                            "The latest any worker's event loop ran since it started",
-                            multiprocess_mode="max")
 
+
+class Durations:
+    """``<name>_seconds``, a histogram of how long something took, and ``<name>_max_seconds``,
+    the longest any worker has seen since it started."""
+
+    def __init__(self, name: str, what: str, longest: str, buckets: tuple[float, ...]):
+        self.histogram = Histogram(f"{name}_seconds", what, buckets=buckets)
+        self.longest = Gauge(f"{name}_max_seconds", longest, multiprocess_mode="max")
+
+    def observe(self, seconds: float, longest_so_far: float) -> float:
+        """Count ``seconds``; the longest so far in this process, after it."""
+        self.histogram.observe(seconds)
+        if seconds <= longest_so_far:
+            return longest_so_far
+        self.longest.set(seconds)
+        return seconds
+
+
+# streamdesk/loop_lag.py: how late a worker's event loop ran, when 5 ms or more late.
+EVENT_LOOP_LATE = Durations(
+    "streamdesk_event_loop_late",
+    "Ticks of a worker's event loop that ran 5 ms or more late, by how late",
+    "The latest any worker's event loop ran since it started",
+    buckets=(0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 # chat/progress.py: a worker's save of its growing replies. Each reply's saved copy is at most
 # SAVE_INTERVAL_SECONDS plus the longest save old: what a crash or a reload can lose.
-PROGRESS_SAVE = Histogram(
-    "streamdesk_progress_save_seconds",
+PROGRESS_SAVE = Durations(
+    "streamdesk_progress_save",
     "A worker's save of every reply it is writing, from start to end",
+    "The longest save of growing replies by any worker since it started",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
-PROGRESS_SAVE_MAX = Gauge("streamdesk_progress_save_max_seconds",
-                          "The longest save of growing replies by any worker since it started",
-                          multiprocess_mode="max")
 
 
 def exposition() -> tuple[bytes, str]:

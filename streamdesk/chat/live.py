@@ -82,10 +82,7 @@ class LiveReply:
         self._wake()
 
     def publish(self, event: Event) -> None:
-        """Any event; the relay hands its pieces to ``add`` instead, without a ``Delta``."""
-        if type(event) is Delta:
-            self.add(event.field, event.text)
-            return
+        """Any event but a delta: pieces go to ``add``."""
         if event is HEARTBEAT:
             self.heartbeats += 1
         else:

@@ -79,7 +79,8 @@ class ProgressSaver:
                 # of the loop (docs/benchmarks.md).
                 self._save(slices)
             if batch:
-                self._report(self.clock() - began)
+                self.longest = metrics.PROGRESS_SAVE.observe(self.clock() - began,
+                                                             self.longest)
         finally:
             # The next batch is written after this one, never beside it: a batch slower
             # than the interval (PostgreSQL under load) had the next one update the same
@@ -87,12 +88,6 @@ class ProgressSaver:
             # and replies' last words (docs/benchmarks.md).
             self.flusher = gevent.spawn_later(self.interval, self.flush) if self.grown \
                 else None
-
-    def _report(self, took: float) -> None:
-        metrics.PROGRESS_SAVE.observe(took)
-        if took > self.longest:
-            self.longest = took
-            metrics.PROGRESS_SAVE_MAX.set(took)
 
     def _save(self, slices: list[list[LiveReply]]) -> None:
         """Each slice of replies in a write of its own. When one fails, each of its replies

@@ -41,9 +41,7 @@ class StreamIndex:
         return self.position
 
     def advance(self, event: Event) -> int:
-        """Account for ``event`` and return its id."""
-        if type(event) is Delta:
-            return self.advance_text(event.field, len(event.text))
+        """Account for ``event`` (any but a delta: ``advance_text``) and return its id."""
         kind = _KINDS[type(event)]
         self._start(kind)
         if kind == "usage":
