@@ -1,6 +1,7 @@
 """Start-up configuration: defaults, the development secret, cookies, and clear refusals."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -150,3 +151,52 @@ def test_gunicorn_builds_an_access_line_only_when_its_access_log_would_write_it(
     # unless an operator turns it on, and then it still comes.
     written = '"logger": "gunicorn.access"' in result.stderr and "POST /chat" in result.stderr
     assert written == (level == "info")
+
+
+# gunicorn.conf.py's worker, as gunicorn runs it with several workers (it sets max_accept to
+# 1), given six connections already waiting; in a process of its own, as above.
+_ACCEPT_SCRIPT = """
+import json, runpy, socket
+import gevent, gevent.event, gevent.socket
+from gunicorn.config import Config
+from gunicorn.workers.ggevent import GeventWorker
+
+conf = runpy.run_path("gunicorn.conf.py")
+cfg = Config()
+cfg.set("worker_class", conf["worker_class"])
+listener = gevent.socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(16)
+waiting = [socket.create_connection(listener.getsockname()) for _ in range(6)]
+taken, seen_by_each, all_in = [], [], gevent.event.Event()
+
+def spawn(handle, *args):
+    taken.append(args)
+    return gevent.spawn(handle, *args)
+
+def handle(sock, address):
+    seen_by_each.append(len(taken))  # connections the worker had taken when this one ran
+    if len(seen_by_each) == len(waiting):
+        all_in.set()
+
+server = conf["_BatchAcceptingServer"](listener, handle=handle, spawn=spawn)
+server.max_accept = 1  # what gunicorn's GeventWorker.run sets with several workers
+server.start()
+all_in.wait(10)
+print(json.dumps({"seen": seen_by_each, "gevent_worker": issubclass(cfg.worker_class, GeventWorker),
+                  "per_turn": conf["ACCEPT_PER_TURN"]}))
+"""
+
+
+def test_a_worker_takes_waiting_connections_a_few_at_a_time():
+    """With one connection per turn of its loop, a connection in a burst of new chats waited
+    a turn for each one ahead of it (docs/benchmarks.md); four at a time, and still at most
+    four, so that the other workers get their share."""
+    result = subprocess.run([sys.executable, "-c", _ACCEPT_SCRIPT], cwd=ROOT,
+                            env={**os.environ, "PYTHON_DOTENV_DISABLED": "1"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["gevent_worker"] and outcome["per_turn"] == 4
+    # The first four were taken in one turn, before any of them ran; the last two in the next.
+    assert outcome["seen"] == [4, 4, 4, 4, 6, 6]
