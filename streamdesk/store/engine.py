@@ -38,6 +38,8 @@ def make_engines(database_url: str) -> tuple[Engine, Engine]:
     # messages, prompts, titles and user ids, which only LOG_CONTENT puts in the logs.
     private = {"hide_parameters": True}
     if not database_url.startswith("sqlite"):
+        from . import pg_wait  # psycopg, only where PostgreSQL is used
+        pg_wait.install()  # a query's round trip as a wait on gevent's loop
         # A ping before every checkout guards against dropped server connections.
         engine = create_engine(database_url, pool_pre_ping=True, **private)
         return engine, engine
