@@ -91,7 +91,9 @@ class _BatchAcceptingServer(ggevent.StreamServer):
     over 2 s: first token p99 1.5-2.2 s instead of 2.9-4.2 s, ~8 % less CPU, but chunks
     already streaming wait for up to four set-ups in a turn (chunk p99 during the arrivals
     ~390 ms instead of ~290). A worker still takes at most four at a time, so the workers
-    share a burst (docs/benchmarks.md, ninth round)."""
+    share a burst; a worker alone (WEB_CONCURRENCY=1) takes four too, where gevent's 100 had
+    it set up a hundred chats before it relayed any first token (docs/benchmarks.md, ninth
+    round)."""
 
     @property
     def max_accept(self) -> int:
