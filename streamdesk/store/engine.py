@@ -10,11 +10,18 @@ else in a write transaction waits for a lock, and readers never do.
 """
 from __future__ import annotations
 
+import select
 import sqlite3
 import time
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
+
+try:  # the poll() of the OS: an answer now, not a turn of gevent's loop
+    from gevent.monkey import get_original
+    _poll = get_original("select", "poll")
+except ImportError:  # pragma: no cover - gevent comes with the app
+    _poll = select.poll
 
 # How long a write transaction waits for the lock before failing, as SQLite's busy timeout did.
 WRITE_LOCK_TIMEOUT_SECONDS = 30.0
@@ -37,9 +44,13 @@ def make_engines(database_url: str) -> tuple[Engine, Engine]:
     # A failed statement's error (and so its log line) leaves its values out: they are
     # messages, prompts, titles and user ids, which only LOG_CONTENT puts in the logs.
     private = {"hide_parameters": True}
-    if not database_url.startswith("sqlite"):
+    if database_url.startswith("postgresql+psycopg:"):
         from . import pg_wait  # psycopg, only where PostgreSQL is used
         pg_wait.install()  # a query's round trip as a wait on gevent's loop
+        engine = create_engine(database_url, **private)
+        event.listen(engine, "checkout", _closed_by_the_server)
+        return engine, engine
+    if not database_url.startswith("sqlite"):
         # A ping before every checkout guards against dropped server connections.
         engine = create_engine(database_url, pool_pre_ping=True, **private)
         return engine, engine
@@ -54,6 +65,19 @@ def make_engines(database_url: str) -> tuple[Engine, Engine]:
     event.listen(writes, "connect", _no_implicit_begin)
     event.listen(writes, "begin", _begin_immediate)
     return reads, writes
+
+
+def _closed_by_the_server(connection, _record, _proxy) -> None:
+    """A pooled PostgreSQL connection that the server has closed (a restart, a failover, a
+    proxy's idle timeout) is dropped before it is used, and the pool makes a new one. An idle
+    connection has nothing to read; one the server closed has its end, and usually its last
+    message, waiting on the socket: one poll() of it tells, with no round trip. SQLAlchemy's
+    pre-ping asked the server at every checkout, a round trip more before each transaction
+    (docs/benchmarks.md)."""
+    poller = _poll()
+    poller.register(connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 def _sqlite_pragmas(connection, _record) -> None:

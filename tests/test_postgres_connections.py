@@ -1,11 +1,16 @@
-"""psycopg's waits on gevent's loop (streamdesk/store/pg_wait.py), against the real PostgreSQL:
-in a process that gevent has patched, as a gunicorn worker is."""
+"""The app's PostgreSQL connections, against the real server: their waits on gevent's loop
+(streamdesk/store/pg_wait.py, in a process that gevent has patched, as a gunicorn worker is),
+and pooled connections the server has closed (streamdesk/store/engine.py)."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 
+import psycopg
+from sqlalchemy import text
+
+from streamdesk.store.engine import make_engines
 from tests.conftest import ROOT
 
 _SCRIPT = """
@@ -66,3 +71,21 @@ def test_postgresql_round_trips_wait_on_the_loop_and_come_back_whole(postgres_ur
     assert outcome["pipelined"] == [3000, sum(range(3000))]
     assert outcome["nothing_in_time"] == []
     assert outcome["heard"] == ["hello"]
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_before_a_transaction_uses_it(
+        postgres_url):
+    """A PostgreSQL restart, a failover or a proxy's idle timeout closes the pool's idle
+    connections; the next request must not fail on one of them."""
+    _, engine = make_engines(postgres_url)
+    with engine.begin() as connection:
+        first = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (first,)).fetchone()[0]
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                            (first,)).fetchone()[0]:
+            pass  # the server is still ending it
+    with engine.begin() as connection:
+        second = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    assert second != first
+    engine.dispose()
