@@ -78,7 +78,7 @@ class _Logger(glogging.Logger):
 logger_class = _Logger
 
 # How many waiting connections a worker takes at once, in one turn of its event loop.
-ACCEPT_PER_TURN = 4
+ACCEPT_PER_TURN = 2
 
 
 class _BatchAcceptingServer(ggevent.StreamServer):
@@ -87,13 +87,13 @@ class _BatchAcceptingServer(ggevent.StreamServer):
     With several workers gunicorn sets ``max_accept`` to 1, so that no worker takes every
     waiting connection for itself. When many people start chats at once, a connection then
     waited in the kernel's queue for one turn per connection ahead of it, each turn also
-    relaying every stream whose upstream had written. Four per turn, 1,000 streams opening
-    over 2 s: first token p99 1.5-2.2 s instead of 2.9-4.2 s, ~8 % less CPU, but chunks
-    already streaming wait for up to four set-ups in a turn (chunk p99 during the arrivals
-    ~390 ms instead of ~290). A worker still takes at most four at a time, so the workers
-    share a burst; a worker alone (WEB_CONCURRENCY=1) takes four too, where gevent's 100 had
-    it set up a hundred chats before it relayed any first token (docs/benchmarks.md, ninth
-    round)."""
+    relaying every stream whose upstream had written. Two per turn, 1,000 streams opening
+    over 2 s: first token p99 1.7-2.5 s instead of 2.9-4.2 s and a little less CPU, while
+    the chunks of streams already open wait about as long as before (chunk p99 245-310 ms
+    against 251-322); four per turn gave the first tokens of a burst of 1,000 ~10 % sooner,
+    but those chunks ~100-200 ms later. A worker alone (WEB_CONCURRENCY=1) takes two too,
+    where gevent's 100 had it set up a hundred chats before it relayed any first token
+    (docs/benchmarks.md, ninth round)."""
 
     @property
     def max_accept(self) -> int:
