@@ -116,6 +116,14 @@ def test_a_dotenv_file_beside_app_py_fills_in_what_the_environment_does_not_set(
     assert start(PYTHON_DOTENV_DISABLED="1").returncode == 0  # and the file can be ignored
 
 
+def _with_gunicorn_conf(script: str, *args: str) -> subprocess.CompletedProcess:
+    """``script`` in a Python process of its own, in the checkout, without its .env: a script
+    that loads gunicorn.conf.py, which replaces the logging set-up of whoever loads it."""
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT,
+                          env={**os.environ, "PYTHON_DOTENV_DISABLED": "1"},
+                          capture_output=True, text=True, timeout=60)
+
+
 # gunicorn's logger as gunicorn.conf.py configures it, asked to log one request; in a process
 # of its own, since the configuration replaces the logging set-up of whoever loads it.
 _ACCESS_LOG_SCRIPT = """
@@ -142,9 +150,7 @@ print("logged")
 
 @pytest.mark.parametrize("level", ["default", "info"])
 def test_gunicorn_builds_an_access_line_only_when_its_access_log_would_write_it(level):
-    result = subprocess.run([sys.executable, "-c", _ACCESS_LOG_SCRIPT, level], cwd=ROOT,
-                            env={**os.environ, "PYTHON_DOTENV_DISABLED": "1"},
-                            capture_output=True, text=True, timeout=60)
+    result = _with_gunicorn_conf(_ACCESS_LOG_SCRIPT, level)
     assert result.returncode == 0, result.stderr
     assert "logged" in result.stdout
     # The app writes its own line per request (streamdesk.access); gunicorn's stays quiet
@@ -154,7 +160,7 @@ def test_gunicorn_builds_an_access_line_only_when_its_access_log_would_write_it(
 
 
 # gunicorn.conf.py's worker, as gunicorn runs it with several workers (it sets max_accept to
-# 1), given six connections already waiting; in a process of its own, as above.
+# 1), given six connections already waiting.
 _ACCEPT_SCRIPT = """
 import json, runpy, socket
 import gevent, gevent.event, gevent.socket
@@ -192,9 +198,7 @@ def test_a_worker_takes_waiting_connections_a_few_at_a_time():
     """With one connection per turn of its loop, a connection in a burst of new chats waited
     a turn for each one ahead of it (docs/benchmarks.md); two at a time, and still at most
     two, so that the other workers get their share."""
-    result = subprocess.run([sys.executable, "-c", _ACCEPT_SCRIPT], cwd=ROOT,
-                            env={**os.environ, "PYTHON_DOTENV_DISABLED": "1"},
-                            capture_output=True, text=True, timeout=60)
+    result = _with_gunicorn_conf(_ACCEPT_SCRIPT)
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
     assert outcome["gevent_worker"] and outcome["per_turn"] == 2
