@@ -16,6 +16,7 @@ import shutil
 import tempfile
 
 from dotenv import load_dotenv
+from gevent.socket import socket as GeventSocket
 from gunicorn import glogging
 from gunicorn import util as gunicorn_util
 from gunicorn.workers import ggevent
@@ -82,7 +83,8 @@ ACCEPT_PER_TURN = 2
 
 
 class _BatchAcceptingServer(ggevent.StreamServer):
-    """gevent's server, taking up to ACCEPT_PER_TURN waiting connections per turn of the loop.
+    """gevent's server, taking up to ACCEPT_PER_TURN waiting connections per turn of the loop,
+    each a ``_ClientSocket``.
 
     With several workers gunicorn sets ``max_accept`` to 1, so that no worker takes every
     waiting connection for itself. When many people start chats at once, a connection then
@@ -102,6 +104,34 @@ class _BatchAcceptingServer(ggevent.StreamServer):
     @max_accept.setter
     def max_accept(self, _value: int) -> None:
         pass  # gunicorn's 1 for several workers: the batch above replaces it
+
+    def do_read(self):
+        """gevent's own, with the browser's connection a ``_ClientSocket``."""
+        listener = self.socket
+        try:
+            fd, address = listener._accept()
+        except BlockingIOError:
+            if not listener.timeout:
+                return None  # another worker took it
+            raise
+        return _ClientSocket(listener.family, listener.type, listener.proto, fileno=fd), address
+
+
+class _ClientSocket(GeventSocket):
+    """A browser's connection. Before every write, gevent's ``sendall`` asks the kernel for
+    the socket's send-buffer size (a system call), to cut a large write into pieces; every
+    event of a reply is one small write. This one sends at once, and leaves to gevent only
+    what did not fit: ~2 µs less per event (docs/benchmarks.md, tenth round)."""
+
+    __slots__ = ()
+
+    def sendall(self, data, flags=0):
+        try:
+            sent = self._sock.send(data, flags)
+        except BlockingIOError:  # the kernel's buffer is full: gevent waits for room
+            sent = 0
+        if sent < len(data):
+            super().sendall(memoryview(data)[sent:], flags)
 
 
 class GeventWorker(ggevent.GeventWorker):

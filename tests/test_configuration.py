@@ -204,3 +204,46 @@ def test_a_worker_takes_waiting_connections_a_few_at_a_time():
     assert outcome["gevent_worker"] and outcome["per_turn"] == 2
     # Two were taken in each turn, both before either of them ran.
     assert outcome["seen"] == [2, 2, 4, 4, 6, 6]
+
+
+# gunicorn.conf.py's server writing to a connection it took: small writes, as each event of a
+# reply is, then one far larger than the kernel's buffers can take at once.
+_WRITE_SCRIPT = """
+import json, runpy
+import gevent.socket
+
+conf = runpy.run_path("gunicorn.conf.py")
+big = bytes(range(256)) * 40_000  # 10 MB
+events = [b"event: delta\\\\ndata: %d\\\\n\\\\n" % i for i in range(100)]
+written = {}
+
+def handle(sock, address):
+    written["class"] = type(sock).__name__
+    for event in events:
+        sock.sendall(event)
+    sock.sendall(memoryview(b"!" + big)[1:])
+    sock.close()
+
+listener = gevent.socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(4)
+server = conf["_BatchAcceptingServer"](listener, handle=handle)
+server.start()
+client = gevent.socket.create_connection(listener.getsockname())
+received = bytearray()
+while chunk := client.recv(1 << 20):
+    received += chunk
+expected = b"".join(events) + big
+print(json.dumps({"class": written["class"], "length": len(received),
+                  "expected_length": len(expected), "same": received == expected}))
+"""
+
+
+def test_a_worker_writes_every_byte_of_small_and_large_writes_in_order():
+    """The worker's own connection class sends small writes at once and hands what does not
+    fit to gevent: a body larger than the kernel's buffers still arrives whole."""
+    result = _with_gunicorn_conf(_WRITE_SCRIPT)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["class"] == "_ClientSocket"
+    assert outcome["length"] == outcome["expected_length"] and outcome["same"]
