@@ -5,7 +5,7 @@ PYTHON  ?= python3
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint lock install install-dev os-packages bench
+.PHONY: run test lint lock install install-dev os-packages bench bench-wheels
 
 run: install
 	$(PY) app.py
@@ -65,3 +65,13 @@ bench: install-dev
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	@[ -x $(CHROMIUM) ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# The app's packages as wheels in .whl/, for a machine that reaches no package registry: the
+# bigger machine the benchmark is run on when one is lent (docs/benchmarks.md, "On a machine
+# with more cores"). WHEEL_PYTHON is that machine's Python; x86-64 Linux.
+WHEEL_PYTHON ?= 3.12
+bench-wheels: install
+	rm -rf .whl
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(WHEEL_PYTHON) \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 --dest .whl --requirement requirements.lock

@@ -35,6 +35,13 @@ ended properly and every sequence number was seen; chunks *lost* are those never
 Plain asyncio protocols (uvloop when installed): an HTTP/1.1 parser just big enough for
 chunked and close-delimited bodies, a regex over whole events for the stamps. It prints one
 JSON object (summary, percentiles, its own CPU time and event-loop lag) on stdout.
+
+One process reads at most ~100,000 chunks a second, on one core (3,000 streams at 20 a second
+took ~0.55 of a core of the 2-core VM in docs/benchmarks.md). For more, ``--shard I/N`` makes
+this process open only the streams whose number is I modulo N, at their times in the
+schedule of all ``--streams``, counted from ``--start-at`` (a moment of CLOCK_MONOTONIC that
+N such processes share); it then also prints its raw measurements, and ``combined`` makes
+the N outputs one, as a single process would have printed it (bench/procs.py).
 """
 from __future__ import annotations
 
@@ -75,6 +82,10 @@ class Tally:
         self.streaming = 0  # answered 200 and not finished: what the server holds open
         self.peak_streaming = 0
 
+    def raw(self) -> dict:
+        """Every measurement and count, for ``combined``."""
+        return {name: getattr(self, name) for name in _RAW}
+
     def fail(self, error: str, n: int = 1) -> None:
         self.failed += n
         key = re.sub(r"\d+", "N", error)[:120]
@@ -91,6 +102,10 @@ class Tally:
             self.durations.append(time.monotonic_ns() - stream.t_start)
         else:
             self.fail(stream.error)
+
+
+_RAW = ("latencies", "steady", "ttft", "durations", "opened", "completed", "failed", "received",
+        "dupes", "disorder", "errors", "connect_failures", "peak_streaming")
 
 
 class Stream(asyncio.Protocol):
@@ -271,16 +286,16 @@ class Stream(asyncio.Protocol):
 
 
 class Run:
-    def __init__(self, args):
+    def __init__(self, args, streams: int, start_ns: int):
         self.args = args
         self.mode = args.mode
         self.chunks = args.chunks
         self.followers = args.followers if self.mode == "relay" else 0
         spread = args.ramp if args.arrival in ("ramp", "poisson") else 0.0
-        steady_from = time.monotonic_ns() + int((spread + 1.0) * 1e9)
+        steady_from = start_ns + int((spread + 1.0) * 1e9)
         self.main = Tally(steady_from)  # the streams the client asked for
         self.follow = Tally(steady_from)  # GET /api/messages/<id>/events, --followers per stream
-        self.pending = args.streams
+        self.pending = streams
         self.streams: list[Stream] = []
         self.tasks: list[asyncio.Future] = []
         self.all_done = asyncio.Event()
@@ -387,22 +402,66 @@ async def lag_monitor(samples: list[float], stop: asyncio.Event, period: float =
         samples.append((time.monotonic() - t - period) * 1000)
 
 
-def tally_figures(tally: Tally, streams: int, chunks: int) -> dict:
+def figures(raw: dict, streams: int, chunks: int) -> dict:
+    """The summary of a tally's raw measurements (``Tally.raw``)."""
     expected = streams * chunks
     return {
-        "completed": tally.completed, "failed": tally.failed,
-        "chunks_expected": expected, "chunks_received": tally.received,
-        "chunks_lost": expected - tally.received, "duplicates": tally.dupes,
-        "out_of_order": tally.disorder, "errors": tally.errors,
-        "connect_failures": tally.connect_failures, "peak_streaming": tally.peak_streaming,
-        "latency_ms": percentiles(tally.latencies), "ttft_ms": percentiles(tally.ttft),
-        "steady_latency_ms": percentiles(tally.steady),
-        "stream_duration_ms": percentiles(tally.durations),
+        "completed": raw["completed"], "failed": raw["failed"],
+        "chunks_expected": expected, "chunks_received": raw["received"],
+        "chunks_lost": expected - raw["received"], "duplicates": raw["dupes"],
+        "out_of_order": raw["disorder"], "errors": raw["errors"],
+        "connect_failures": raw["connect_failures"], "peak_streaming": raw["peak_streaming"],
+        "latency_ms": percentiles(raw["latencies"]), "ttft_ms": percentiles(raw["ttft"]),
+        "steady_latency_ms": percentiles(raw["steady"]),
+        "stream_duration_ms": percentiles(raw["durations"]),
     }
 
 
-def arrival_times(args) -> list[float]:
-    """Seconds after the start at which each stream opens."""
+def _merged(raws: list[dict]) -> dict:
+    """Several processes' raw tallies as one. Their peaks of open streams are summed: they
+    need not have come at the same moment, so the sum is an upper bound."""
+    total: dict = {}
+    for raw in raws:
+        for name, value in raw.items():
+            if isinstance(value, list):
+                total.setdefault(name, []).extend(value)
+            elif isinstance(value, dict):
+                counts = total.setdefault(name, {})
+                for key, n in value.items():
+                    counts[key] = counts.get(key, 0) + n
+            else:
+                total[name] = total.get(name, 0) + value
+    return total
+
+
+def combined(outputs: list[dict]) -> dict:
+    """The outputs of the N ``--shard`` processes of one run, as one process's output."""
+    first = outputs[0]
+    streams, chunks = first["streams"], first["chunks_per_stream"]
+    result = {key: first[key] for key in ("mode", "arrival", "returning", "streams",
+                                          "chunks_per_stream", "interval_ms", "ramp_s")}
+    result.update(figures(_merged([o["raw"]["main"] for o in outputs]), streams, chunks))
+    result["followers_per_stream"] = first["followers_per_stream"]
+    result["wall_s"] = max(o["wall_s"] for o in outputs)
+    result["client_cpu_s"] = round(sum(o["client_cpu_s"] for o in outputs), 3)
+    result["client_loop_lag_ms"] = percentiles([lag for o in outputs for lag in o["raw"]["lags"]])
+    result["client_processes"] = len(outputs)
+    if first["followers_per_stream"]:
+        follow = _merged([o["raw"]["follow"] for o in outputs])
+        result["followers"] = {"streams": streams * first["followers_per_stream"],
+                               "opened": follow["opened"],
+                               **figures(follow, streams * first["followers_per_stream"],
+                                         chunks)}
+    return result
+
+
+def arrival_times(args) -> list[tuple[int, float]]:
+    """(stream number, seconds after the start at which it opens), for this process's share
+    of the streams (``--shard``)."""
+    return [(i, at) for i, at in enumerate(_schedule(args)) if i % args.shards == args.shard]
+
+
+def _schedule(args) -> list[float]:
     n = args.streams
     if args.arrival == "burst":
         return [0.0] * n
@@ -417,7 +476,10 @@ def arrival_times(args) -> list[float]:
 
 async def main_async(args) -> dict:
     loop = asyncio.get_running_loop()
-    run = Run(args)
+    arrivals = arrival_times(args)
+    if args.start_at:
+        await asyncio.sleep(max(0.0, args.start_at - time.monotonic()))
+    run = Run(args, len(arrivals), time.monotonic_ns())
     stop = asyncio.Event()
     lags: list[float] = []
     monitor = asyncio.ensure_future(lag_monitor(lags, stop))
@@ -440,7 +502,7 @@ async def main_async(args) -> dict:
                 break
             deadline = loop.time() + args.slack
     else:
-        for i, at in enumerate(arrival_times(args)):
+        for i, at in arrivals:
             delay = t0 + at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -462,7 +524,7 @@ async def main_async(args) -> dict:
         "mode": args.mode, "arrival": args.arrival, "returning": args.returning,
         "streams": args.streams, "chunks_per_stream": args.chunks,
         "interval_ms": args.interval_ms, "ramp_s": args.ramp,
-        **tally_figures(run.main, args.streams, args.chunks),
+        **figures(run.main.raw(), len(arrivals), args.chunks),
         "followers_per_stream": run.followers,
         "wall_s": round(wall, 3),
         "client_cpu_s": round(usage1.ru_utime + usage1.ru_stime
@@ -470,9 +532,12 @@ async def main_async(args) -> dict:
         "client_loop_lag_ms": percentiles([int(x * 1e6) for x in lags]),
     }
     if run.followers:
-        streams = args.streams * run.followers
+        streams = len(arrivals) * run.followers
         result["followers"] = {"streams": streams, "opened": run.follow.opened,
-                               **tally_figures(run.follow, streams, args.chunks)}
+                               **figures(run.follow.raw(), streams, args.chunks)}
+    if args.shards > 1:
+        result["raw"] = {"main": run.main.raw(), "follow": run.follow.raw(),
+                         "lags": [int(x * 1e6) for x in lags]}
     return result
 
 
@@ -502,7 +567,18 @@ def main() -> None:
     parser.add_argument("--followers", type=int, default=0,
                         help="relay only: per stream, connections that follow its reply with "
                              "GET /api/messages/<id>/events once its meta event came (0)")
+    parser.add_argument("--shard", default="0/1", metavar="I/N",
+                        help="open only the streams whose number is I modulo N (0/1: all)")
+    parser.add_argument("--start-at", type=float, default=0.0,
+                        help="the moment of CLOCK_MONOTONIC (s) the schedule counts from "
+                             "(0: now)")
     args = parser.parse_args()
+    try:
+        args.shard, args.shards = (int(x) for x in args.shard.split("/"))
+    except ValueError:
+        parser.error("--shard takes I/N, as 1/4")
+    if not 0 <= args.shard < args.shards or (args.shards > 1 and args.arrival == "sequential"):
+        parser.error("--shard I/N needs 0 <= I < N, and no --arrival sequential")
     if args.followers < 0 or (args.followers and args.mode != "relay"):
         parser.error("--followers takes a count >= 0, and only with --mode relay")
     if args.returning and args.mode != "relay":

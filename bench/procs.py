@@ -253,25 +253,58 @@ class TreeSampler:
         self.sample()
 
 
-def start_upstream(log: Path, tls: tuple[Path, Path] | None = None
-                   ) -> tuple[Proc, int, int | None]:
-    """The stand-in upstream: its plain port, and with ``tls`` (certificate, key) its HTTPS
-    port too."""
-    command = [PYTHON, str(BENCH / "upstream.py"), "--port", "0"]
-    if tls:
-        command += ["--tls", str(tls[0]), str(tls[1])]
-    proc = Proc("upstream", command, log)
+class Upstream:
+    """The stand-in upstream: one process, or several sharing its ports (``--load-processes``),
+    counted together."""
+
+    def __init__(self, processes: list[Proc], stats_ports: list[int]):
+        self.processes, self.stats_ports = processes, stats_ports
+        self.pids = [proc.pid for proc in processes]
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def stats(self) -> dict:
+        """Requests, active, completed and dropped streams, summed over the processes."""
+        total: dict = {}
+        for port in self.stats_ports:
+            status, body = http_get(f"http://127.0.0.1:{port}/_stats")
+            for name, value in (json.loads(body) if status == 200 else {}).items():
+                total[name] = total.get(name, 0) + value
+        return total
+
+    def stop(self, grace: float = 15.0) -> None:
+        for proc in self.processes:
+            proc.stop(grace)
+
+
+def start_upstream(log: Path, tls: tuple[Path, Path] | None = None, processes: int = 1
+                   ) -> tuple[Upstream, int, int | None]:
+    """The stand-in upstream in ``processes`` processes sharing its ports: its plain port,
+    and with ``tls`` (certificate, key) its HTTPS port too."""
+    started: list[Proc] = []
+    stats_ports: list[int] = []
+    port, tls_port = 0, None
     try:
-        text = proc.wait_for_log("listening ", timeout=20)
-        port = int(text.split("listening ", 1)[1].split()[0])
-        tls_port = None
-        if tls:
-            text = proc.wait_for_log("listening-tls ", timeout=20)
-            tls_port = int(text.split("listening-tls ", 1)[1].split()[0])
+        for n in range(processes):
+            command = [PYTHON, str(BENCH / "upstream.py"), "--port", str(port)]
+            if processes > 1:
+                command.append("--reuse-port")
+            if tls:
+                command += ["--tls", str(tls[0]), str(tls[1]), "--tls-port", str(tls_port or 0)]
+            name = log if n == 0 else log.with_name(f"{log.stem}-{n}{log.suffix}")
+            proc = Proc("upstream", command, name)
+            started.append(proc)
+            text = proc.wait_for_log("stats ", timeout=20)
+            port = int(text.split("listening ", 1)[1].split()[0])
+            if tls:
+                tls_port = int(text.split("listening-tls ", 1)[1].split()[0])
+            stats_ports.append(int(text.split("stats ", 1)[1].split()[0]))
     except BaseException:
-        proc.stop()
+        for proc in started:
+            proc.stop()
         raise
-    return proc, port, tls_port
+    return Upstream(started, stats_ports), port, tls_port
 
 
 def make_certificate(folder: Path, name: str) -> tuple[Path, Path, Path]:
@@ -312,11 +345,6 @@ def loop_lateness(port: int) -> dict:
             value = float(line.rsplit(" ", 1)[1])
             found["longest_save_s"] = max(found["longest_save_s"] or 0.0, value)
     return found
-
-
-def upstream_stats(port: int) -> dict:
-    status, body = http_get(f"http://127.0.0.1:{port}/_stats")
-    return json.loads(body) if status == 200 else {}
 
 
 def start_app(app_dir: Path, upstream_port: int, instance: Path, log: Path,
@@ -417,9 +445,17 @@ def wait_healthy(url: str, proc: Proc, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{proc.name} never answered {url}:\n{proc.log()[-3000:]}")
 
 
+# Client processes that share a run start their schedule this long after being launched, so
+# that each has started and imported what it needs by then.
+CLIENT_START_SECONDS = 2.0
+
+
 def run_client(port: int, mode: str, streams: int, chunks: int, interval_ms: float, ramp: float,
                slack: float, pad: int = 0, followers: int = 0, arrival: str = "ramp",
-               returning: bool = False, bearer: str = "", think_ms: float = 0) -> dict:
+               returning: bool = False, bearer: str = "", think_ms: float = 0,
+               processes: int = 1) -> dict:
+    """bench/client.py's figures for one run; with ``processes`` > 1 the streams are shared
+    among that many client processes on one schedule, and their figures combined."""
     command = [PYTHON, str(BENCH / "client.py"), "--port", str(port), "--mode", mode,
                "--streams", str(streams), "--chunks", str(chunks),
                "--interval-ms", str(interval_ms), "--ramp", str(ramp), "--slack", str(slack),
@@ -433,10 +469,35 @@ def run_client(port: int, mode: str, streams: int, chunks: int, interval_ms: flo
     limit = ramp + (think_ms + chunks * interval_ms) / 1000 + slack + 60
     if arrival == "sequential":
         limit += streams * ((think_ms + chunks * interval_ms) / 1000 + 1)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=limit)
-    if done.returncode != 0:
-        raise RuntimeError(f"client failed ({done.returncode}): {done.stderr[-3000:]}")
-    return json.loads(done.stdout)
+    processes = 1 if arrival == "sequential" else max(1, min(processes, streams))
+    if processes == 1:
+        return json.loads(_client_output(subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), limit))
+    import client
+    start_at = time.monotonic() + CLIENT_START_SECONDS
+    shards = [subprocess.Popen(command + ["--shard", f"{n}/{processes}", "--start-at",
+                                          f"{start_at:.6f}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for n in range(processes)]
+    try:
+        return client.combined([json.loads(_client_output(shard, limit)) for shard in shards])
+    finally:
+        for shard in shards:
+            if shard.poll() is None:
+                shard.kill()
+                shard.wait()
+
+
+def _client_output(process: subprocess.Popen, limit: float) -> str:
+    try:
+        stdout, stderr = process.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    if process.returncode != 0:
+        raise RuntimeError(f"client failed ({process.returncode}): {stderr[-3000:]}")
+    return stdout
 
 
 @contextlib.contextmanager

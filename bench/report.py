@@ -118,6 +118,8 @@ def _relay_section(results: dict) -> str:
                                              f"all streams opened over {f['ramp']:g} s")
         + f"; app with WEB_CONCURRENCY={f['workers']} on {f.get('store', 'SQLite')}"
         + (f", {f['env']}" if f["env"] else "")
+        + (f"; load client and stand-in upstream {f['load_processes']} processes each"
+           if f.get("load_processes", 1) > 1 else "")
         + (f"; every relayed stream followed by {n} more connection{'s' if n > 1 else ''} "
            "(`GET /api/messages/<id>/events`)" if n else "")
         + f". Whole run: {results.get('elapsed_s', '?')} s.",

@@ -93,7 +93,7 @@ def blocked_where(text: str) -> dict[str, int]:
 
 
 def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, mode: str,
-                   upstream: procs.Proc, upstream_port: int, slack: float,
+                   upstream: procs.Upstream, upstream_port: int, slack: float,
                    followers: int = 0, shape: dict | None = None) -> dict:
     """Warm the server up, then run one level against it, sampling its CPU and memory.
     ``shape`` overrides the client's chunks, interval_ms, arrival or returning."""
@@ -105,18 +105,18 @@ def measure_server(name: str, proc: procs.Proc, port: int, args, streams: int, m
     sampler = procs.TreeSampler(proc.pid)
     idle_kb = sampler.rss_kb()
     sampler.start()
-    cpu0, up_cpu0 = sampler.cpu_total(), procs.cpu_seconds(upstream.pid)
-    up_before = procs.upstream_stats(upstream_port)
+    cpu0, up_cpu0 = sampler.cpu_total(), upstream.cpu_seconds()
+    up_before = upstream.stats()
     late_before = procs.loop_lateness(port) if name == "app" else None
     machine0 = procs.machine_busy_seconds()
     result = procs.run_client(port, mode, streams, shape["chunks"], shape["interval_ms"],
                               args.ramp, slack, followers=followers, arrival=shape["arrival"],
                               returning=shape["returning"], bearer=shape.get("bearer", ""),
-                              think_ms=args.think_ms)
+                              think_ms=args.think_ms, processes=args.load_processes)
     machine1 = procs.machine_busy_seconds()
-    cpu1, up_cpu1 = sampler.cpu_total(), procs.cpu_seconds(upstream.pid)
+    cpu1, up_cpu1 = sampler.cpu_total(), upstream.cpu_seconds()
     sampler.stop()
-    up_after = procs.upstream_stats(upstream_port)
+    up_after = upstream.stats()
     if late_before is not None:
         result["loop_late"] = loop_late_during(late_before, procs.loop_lateness(port))
     hwm_kb = sum(procs.memory_kb(pid)[1] for pid in procs.process_tree(proc.pid))
@@ -207,21 +207,22 @@ def run_direct(args, level: int, upstream, upstream_port: int,
                shape: dict | None = None) -> dict:
     shape = {"chunks": args.chunks, "interval_ms": 1000 / args.rate, "arrival": args.arrival,
              **(shape or {})}
-    up_cpu0, machine0 = procs.cpu_seconds(upstream.pid), procs.machine_busy_seconds()
+    up_cpu0, machine0 = upstream.cpu_seconds(), procs.machine_busy_seconds()
     result = procs.run_client(upstream_port, "direct", level, shape["chunks"],
                               shape["interval_ms"], args.ramp, args.slack,
-                              arrival=shape["arrival"], think_ms=args.think_ms)
-    up_cpu = procs.cpu_seconds(upstream.pid) - up_cpu0
+                              arrival=shape["arrival"], think_ms=args.think_ms,
+                              processes=args.load_processes)
+    up_cpu = upstream.cpu_seconds() - up_cpu0
     result["upstream_cpu_s"] = round(up_cpu, 2)
     result["other_cpu_s"] = round(procs.machine_busy_seconds() - machine0 - up_cpu
                                   - result["client_cpu_s"], 2)
     return result
 
 
-def wait_upstream_idle(port: int, timeout: float = 15.0) -> None:
+def wait_upstream_idle(upstream: procs.Upstream, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if procs.upstream_stats(port).get("active", 0) == 0:
+        if upstream.stats().get("active", 0) == 0:
             break
         time.sleep(0.2)
     else:
@@ -230,10 +231,11 @@ def wait_upstream_idle(port: int, timeout: float = 15.0) -> None:
 
 def settle(args, upstream) -> float | None:
     """Before each measurement: the upstream idle, and the machine quiet if asked to be."""
-    wait_upstream_idle(args.upstream_port)
+    wait_upstream_idle(upstream)
     if args.wait_quiet <= 0:
         return None
-    busy = procs.wait_quiet([os.getpid(), upstream.pid], args.quiet_cores, args.wait_quiet, log)
+    busy = procs.wait_quiet([os.getpid(), *upstream.pids], args.quiet_cores, args.wait_quiet,
+                            log)
     return round(busy, 2)
 
 
@@ -389,6 +391,11 @@ def main() -> None:
                         help="--shared: the Redis database the bench may empty (%(default)s)")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")),
                         help="WEB_CONCURRENCY for the app (2)")
+    parser.add_argument("--load-processes", type=int, default=1, metavar="N",
+                        help="the load client and the stand-in upstream each as N processes "
+                             "(1): each is one Python process on one core, and 8,000 streams "
+                             "at 20 chunks a second are 160,000 chunks a second to write and "
+                             "to read (docs/benchmarks.md)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the app (repeatable)")
     parser.add_argument("--variant", action="append", default=[], metavar="LEVEL:NAME=VALUE",
@@ -460,7 +467,8 @@ def main() -> None:
     out = procs.BENCH / "results" / stamp
     out.mkdir(parents=True, exist_ok=True)
     facts = machine_facts(args.app_dir)
-    facts.update(fd_limit=fds, workers=args.workers, chunks=args.chunks, rate=args.rate,
+    facts.update(fd_limit=fds, workers=args.workers, load_processes=args.load_processes,
+                 chunks=args.chunks, rate=args.rate,
                  ramp=args.ramp, levels=levels, env=base_env, followers=args.followers,
                  arrival=args.arrival, burst_chunks=args.burst_chunks, think_ms=args.think_ms,
                  store=("PostgreSQL + Redis" if args.shared else "SQLite, file sessions")
@@ -475,7 +483,8 @@ def main() -> None:
 
     tls = procs.make_certificate(out, args.upstream_host) if args.upstream_tls else None
     upstream, upstream_port, tls_port = procs.start_upstream(out / "upstream.log",
-                                                             tls[:2] if tls else None)
+                                                             tls[:2] if tls else None,
+                                                             processes=args.load_processes)
     args.upstream_port = upstream_port  # direct readings and the upstream's counters
     # What the app is given: the same streams over HTTPS with --upstream-tls.
     args.app_upstream = (("https", tls_port, {"REQUESTS_CA_BUNDLE": str(tls[2])}) if tls

@@ -2,7 +2,10 @@
 N chunks M ms apart, each carrying the moment it was written.
 
 Run alone: ``python bench/upstream.py --port 8400`` (prints ``listening <port>``); with
-``--tls CERT KEY`` it serves HTTPS on a second port too.
+``--tls CERT KEY`` it serves HTTPS on a second port too. With ``--reuse-port`` several of
+these processes share the same ports (SO_REUSEPORT: the kernel spreads new connections among
+them); each also answers ``GET /_stats`` for itself alone on a port of its own (printed as
+``stats <port>``).
 
 The scenario comes from the last user message, so the relayed request (the app forwards the
 user's text) and the direct one (the bench client sends the same text itself) ask for the same
@@ -191,17 +194,21 @@ class UpstreamProtocol(asyncio.Protocol):
             self._try_request()
 
 
-async def serve(host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+async def serve(host: str, port: int, tls: ssl.SSLContext | None = None, tls_port: int = 0,
+                reuse_port: bool = False) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(UpstreamProtocol, host, port, backlog=4096,
-                                      reuse_address=True)
+                                      reuse_address=True, reuse_port=reuse_port)
     servers = [server]
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     if tls is not None:  # the same streams over HTTPS, on a port of their own
-        secure = await loop.create_server(UpstreamProtocol, host, 0, backlog=4096,
-                                          reuse_address=True, ssl=tls)
+        secure = await loop.create_server(UpstreamProtocol, host, tls_port, backlog=4096,
+                                          reuse_address=True, reuse_port=reuse_port, ssl=tls)
         servers.append(secure)
         print(f"listening-tls {secure.sockets[0].getsockname()[1]}", flush=True)
+    own = await loop.create_server(UpstreamProtocol, host, 0)  # this process's /_stats
+    servers.append(own)
+    print(f"stats {own.sockets[0].getsockname()[1]}", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -214,6 +221,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls-port", type=int, default=0,
+                        help="with --tls: the HTTPS port (0: any free one)")
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="share the ports with other processes of this upstream")
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
                         help="also serve the same streams over HTTPS, as a model service "
                              "does, on a second port (printed as listening-tls <port>), with "
@@ -228,7 +239,7 @@ def main() -> None:
         runner = uvloop.run
     except (ImportError, AttributeError):
         runner = asyncio.run
-    runner(serve(args.host, args.port, tls))
+    runner(serve(args.host, args.port, tls, args.tls_port, args.reuse_port))
 
 
 if __name__ == "__main__":
