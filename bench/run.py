@@ -441,6 +441,8 @@ def main() -> None:
     args.app_dir = args.app_dir.resolve()
     if args.followers < 0:
         parser.error("--followers takes a count >= 0")
+    if args.load_processes < 1:
+        parser.error("--load-processes takes a count >= 1")
 
     if args.levels:
         levels = [int(x) for x in args.levels.split(",") if x.strip()]
