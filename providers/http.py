@@ -10,7 +10,6 @@ import datetime
 import functools
 import http.client
 import os
-import select
 import ssl
 from collections.abc import Iterator, Mapping
 
@@ -30,12 +29,7 @@ from .errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-
-try:  # the poll() of the OS, even where gevent has patched the select module
-    from gevent.monkey import get_original
-    _poll = get_original("select", "poll")
-except ImportError:  # pragma: no cover - gevent comes with the app
-    _poll = select.poll
+from .idle_connections import closed_while_idle
 
 
 class Upstream:
@@ -137,11 +131,7 @@ class _PolledNow:
 
     @property
     def is_connected(self) -> bool:
-        if self.sock is None:
-            return False
-        poller = _poll()
-        poller.register(self.sock, select.POLLIN)
-        return not poller.poll(0)  # readable while idle: closed by the other end, or garbage
+        return self.sock is not None and not closed_while_idle(self.sock)
 
 
 # What one receive may bring of a streamed body: a few events. http.client's own buffer is

@@ -10,18 +10,13 @@ else in a write transaction waits for a lock, and readers never do.
 """
 from __future__ import annotations
 
-import select
 import sqlite3
 import time
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError, OperationalError
 
-try:  # the poll() of the OS: an answer now, not a turn of gevent's loop
-    from gevent.monkey import get_original
-    _poll = get_original("select", "poll")
-except ImportError:  # pragma: no cover - gevent comes with the app
-    _poll = select.poll
+from providers.idle_connections import closed_while_idle
 
 # How long a write transaction waits for the lock before failing, as SQLite's busy timeout did.
 WRITE_LOCK_TIMEOUT_SECONDS = 30.0
@@ -69,14 +64,11 @@ def make_engines(database_url: str) -> tuple[Engine, Engine]:
 
 def _closed_by_the_server(connection, _record, _proxy) -> None:
     """A pooled PostgreSQL connection that the server has closed (a restart, a failover, a
-    proxy's idle timeout) is dropped before it is used, and the pool makes a new one. An idle
-    connection has nothing to read; one the server closed has its end, and usually its last
-    message, waiting on the socket: one poll() of it tells, with no round trip. SQLAlchemy's
+    proxy's idle timeout) is dropped before it is used, and the pool makes a new one: one
+    look at its socket tells (``providers.idle_connections``), with no round trip. SQLAlchemy's
     pre-ping asked the server at every checkout, a round trip more before each transaction
     (docs/benchmarks.md)."""
-    poller = _poll()
-    poller.register(connection.fileno(), select.POLLIN)
-    if poller.poll(0):
+    if closed_while_idle(connection.fileno()):
         raise DisconnectionError("the server closed this pooled connection")
 
 
