@@ -168,6 +168,36 @@ def test_the_reply_goes_on_when_its_follower_leaves(store, fake):
     assert (reply.content, reply.status) == ("First piece. The rest.", ReplyStatus.COMPLETE)
 
 
+def test_followers_waiting_together_each_get_every_piece_when_one_of_them_is_killed(
+        store, fake):
+    gate = Gate()
+    fake.enqueue(["One. ", gate, "Two. ", "Three."])
+    replies = keeper(store)
+    live = begin(store, replies, fake)
+    read: dict[str, list] = {"left": [], "a": [], "b": []}
+    waiting = {name: Gate() for name in read}
+
+    def follow(name: str) -> None:
+        for item in replies.follow_live("alice", live):
+            read[name].append(item)
+            if item[1] == Delta("text", "One. "):
+                waiting[name].set()  # it goes on to wait for the next piece
+
+    followers = {name: gevent.spawn(follow, name) for name in read}
+    for name in read:
+        assert waiting[name].wait(timeout=5)
+    followers["left"].kill()  # its browser left while it waited
+    gate.set()
+    gevent.joinall([followers["a"], followers["b"], live.generator], timeout=5)
+    whole = "One. Two. Three."
+    for name in ("a", "b"):
+        events = [e for _, e in events_of(read[name])]
+        assert "".join(e.text for e in events if isinstance(e, Delta)) == whole
+        assert events[-1] == Done("stop", ReplyStatus.COMPLETE)
+    assert [e.text for _, e in read["left"] if isinstance(e, Delta)] == ["One. "]
+    assert saved(store, live).content == whole
+
+
 def test_stop_closes_the_upstream_saves_cancelled_and_ends_every_follower(store, fake):
     never = Gate()
     fake.enqueue(["Going on ", never, "never sent"])
