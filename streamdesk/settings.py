@@ -24,6 +24,9 @@ from providers.config import MAX_STARTER, MAX_STARTERS, parse_flag
 
 # ./instance beside app.py, as Flask would choose it.
 DEFAULT_INSTANCE_PATH = str(Path(__file__).resolve().parent.parent / "instance")
+# Connections each worker keeps to a database server (DATABASE_POOL_SIZE): as many at once as
+# SQLAlchemy's default pool allowed (5 kept and 10 more), now all kept once made.
+DEFAULT_POOL_SIZE = 15
 
 
 class SettingsError(ValueError):
@@ -54,6 +57,7 @@ class Settings:
     instance_path: str
     secret_key: str
     database_url: str
+    database_pool_size: int  # connections each worker keeps to a database server
     redis_url: str | None
     max_message_chars: int
     max_body_bytes: int
@@ -112,6 +116,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         secret_key=env.get("SECRET_KEY") or _instance_secret(instance_path),
         database_url=env.get("DATABASE_URL")
         or "sqlite:///" + os.path.join(instance_path, "streamdesk.sqlite3"),
+        database_pool_size=_integer(env, "DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE, 1),
         redis_url=env.get("REDIS_URL") or None,
         max_message_chars=_integer(env, "MAX_MESSAGE_CHARS", 32_000, 1),
         max_body_bytes=_integer(env, "MAX_BODY_BYTES", 1_048_576, 1024),

@@ -49,6 +49,15 @@ def test_followers_and_stops_are_limited_by_default_and_configurable(tmp_path):
             load_settings({**here, name: value})
 
 
+def test_the_database_pool_keeps_15_connections_unless_configured(tmp_path):
+    here = {"INSTANCE_PATH": str(tmp_path)}
+    assert load_settings(here).database_pool_size == 15
+    assert load_settings({**here, "DATABASE_POOL_SIZE": "40"}).database_pool_size == 40
+    for value in ("0", "2.5", "many"):
+        with pytest.raises(SettingsError, match="DATABASE_POOL_SIZE"):
+            load_settings({**here, "DATABASE_POOL_SIZE": value})
+
+
 def test_session_cookie_is_secure_when_configured(tmp_path):
     # (Without the setting it is not: tests/test_app_http.py.)
     server = AppServer({"SESSION_COOKIE_SECURE": "1"}, tmp_path).start()

@@ -1,15 +1,18 @@
 """The app's PostgreSQL connections, against the real server: their waits on gevent's loop
 (streamdesk/store/pg_wait.py, in a process that gevent has patched, as a gunicorn worker is),
-and pooled connections the server has closed (streamdesk/store/engine.py)."""
+pooled connections the server has closed, and connections kept between bursts
+(streamdesk/store/engine.py)."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import threading
 
 import psycopg
 from sqlalchemy import text
 
+from streamdesk.store import Store
 from streamdesk.store.engine import make_engines
 from tests.conftest import ROOT
 
@@ -21,6 +24,7 @@ import json, sys
 import gevent, psycopg
 from psycopg import waiting
 from streamdesk.store import pg_wait
+from streamdesk.store import Store
 from streamdesk.store.engine import make_engines
 
 url = sys.argv[1]
@@ -87,3 +91,35 @@ def test_a_pooled_connection_the_server_closed_is_replaced_before_a_transaction_
         second = connection.execute(text("SELECT pg_backend_pid()")).scalar()
     assert second != first
     engine.dispose()
+
+
+def test_a_burst_of_transactions_keeps_its_connections_for_the_next_burst(postgres_url):
+    """A worker's burst of new chats opens the PostgreSQL connections it needs once: the next
+    burst finds them pooled instead of opening server sessions again (each a process on the
+    server, with cold caches)."""
+    store = Store(postgres_url, pool_size=8)
+
+    def burst(size: int) -> set[int]:
+        """The server sessions of ``size`` transactions open at the same time."""
+        all_open = threading.Barrier(size)
+        sessions: list[int] = []
+
+        def transaction():
+            with store.writer.begin() as connection:
+                sessions.append(connection.execute(text("SELECT pg_backend_pid()")).scalar())
+                all_open.wait(timeout=10)
+
+        threads = [threading.Thread(target=transaction) for _ in range(size)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        assert len(sessions) == size
+        return set(sessions)
+
+    try:
+        first = burst(8)
+        assert len(first) == 8
+        assert burst(8) == first
+    finally:
+        store.close()

@@ -18,6 +18,8 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 
 from providers.idle_connections import closed_while_idle
 
+from ..settings import DEFAULT_POOL_SIZE
+
 # How long a write transaction waits for the lock before failing, as SQLite's busy timeout did.
 WRITE_LOCK_TIMEOUT_SECONDS = 30.0
 _FIRST_RETRY_SECONDS = 0.0005
@@ -33,21 +35,30 @@ def engine_url(database_url: str) -> str:
     return database_url
 
 
-def make_engines(database_url: str) -> tuple[Engine, Engine]:
-    """(the engine for reads, the engine for write transactions)."""
+def make_engines(database_url: str, pool_size: int = DEFAULT_POOL_SIZE
+                 ) -> tuple[Engine, Engine]:
+    """(the engine for reads, the engine for write transactions).
+
+    A database server's connections are made as the load asks for them, up to ``pool_size``,
+    and kept: SQLAlchemy's default pool closes each connection past its fifth as it is given
+    back, so every burst of new chats opened and closed dozens of PostgreSQL sessions, and a
+    new session costs the server a process and its cold caches (about twice the server's CPU
+    per reply in a burst of 200, docs/benchmarks.md). A request that finds every connection in
+    use waits for one (up to 30 s), as before."""
     database_url = engine_url(database_url)
     # A failed statement's error (and so its log line) leaves its values out: they are
     # messages, prompts, titles and user ids, which only LOG_CONTENT puts in the logs.
     private = {"hide_parameters": True}
+    kept = {"pool_size": pool_size, "max_overflow": 0}
     if database_url.startswith("postgresql+psycopg:"):
         from . import pg_wait  # psycopg, only where PostgreSQL is used
         pg_wait.install()  # a query's round trip as a wait on gevent's loop
-        engine = create_engine(database_url, **private)
+        engine = create_engine(database_url, **kept, **private)
         event.listen(engine, "checkout", _closed_by_the_server)
         return engine, engine
     if not database_url.startswith("sqlite"):
         # A ping before every checkout guards against dropped server connections.
-        engine = create_engine(database_url, pool_pre_ping=True, **private)
+        engine = create_engine(database_url, pool_pre_ping=True, **kept, **private)
         return engine, engine
     # One engine serves every greenlet of a worker; SQLite's own thread check would refuse
     # that. A SQLite file cannot drop a connection: no ping (it would run for every save).

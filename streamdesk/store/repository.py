@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, aliased
 
 from providers import Message, Usage
 
+from ..settings import DEFAULT_POOL_SIZE
 from .api_keys import ApiKeys
 from .engine import make_engines
 from .records import (
@@ -89,13 +90,15 @@ def _message(row: MessageRow, moment) -> StoredMessage:
 
 
 class Store:
-    def __init__(self, database_url: str, *, sqlite_lane: bool = False):
+    def __init__(self, database_url: str, *, sqlite_lane: bool = False,
+                 pool_size: int = DEFAULT_POOL_SIZE):
         """``sqlite_lane``: in a gevent worker, SQLite's periodic bulk writes (progress
         saves, log checkpoints) go to a native thread (``sqlite_lane.py``). Not for
-        PostgreSQL, whose driver already lets the loop run while it waits."""
+        PostgreSQL, whose driver already lets the loop run while it waits. ``pool_size``:
+        the connections kept to a database server (engine.py)."""
         # Write transactions go to ``writer`` (engine.py: on SQLite it waits for the write
         # lock without stopping the worker); reads to ``engine``.
-        self.engine, self.writer = make_engines(database_url)
+        self.engine, self.writer = make_engines(database_url, pool_size)
         qmark = self.engine.dialect.paramstyle == "qmark"
         self._stops_since = _STOPS_SINCE.format("?" if qmark else "%(moment)s")
         self._postgresql = self.engine.dialect.name == "postgresql"
