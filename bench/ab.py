@@ -42,11 +42,14 @@ def figures(results: dict) -> dict[str, float]:
         found[f"burst of {n}: TTFT p50 (ms)"] = row["ttft_ms"]["p50"]
         found[f"burst of {n}: TTFT p99 (ms)"] = row["ttft_ms"]["p99"]
         found[f"burst of {n}: server CPU (s)"] = row["server_cpu_s"]
+        # Everything else on the machine: with --shared, mostly PostgreSQL and Redis.
+        found[f"burst of {n}: other processes' CPU (s)"] = row["other_cpu_s"]
     for level in results.get("levels", []):
         row, n = level["relay"], level["streams"]
         found[f"{n} streams: chunk latency p99 (ms)"] = row["latency_ms"]["p99"]
         found[f"{n} streams: TTFT p99 (ms)"] = row["ttft_ms"]["p99"]
         found[f"{n} streams: CPU per chunk (µs)"] = row["cpu_per_chunk_us"]
+        found[f"{n} streams: other processes' CPU (s)"] = row["other_cpu_s"]
         found[f"{n} streams: RSS per stream (KB)"] = row["rss_per_stream_kb"]
     return found
 
