@@ -27,6 +27,8 @@ DEFAULT_INSTANCE_PATH = str(Path(__file__).resolve().parent.parent / "instance")
 # Connections each worker keeps to a database server (DATABASE_POOL_SIZE): as many at once as
 # SQLAlchemy's default pool allowed (5 kept and 10 more), now all kept once made.
 DEFAULT_POOL_SIZE = 15
+# MAX_REPLY_SECONDS: the longest a reply may be written; the stream cap looks no further back.
+DEFAULT_MAX_REPLY_SECONDS = 600.0
 
 
 class SettingsError(ValueError):
@@ -123,7 +125,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         body_timeout_seconds=_number(env, "BODY_TIMEOUT_SECONDS", 30.0, 0.1, 3600.0),
         heartbeat_seconds=_number(env, "HEARTBEAT_SECONDS", 10.0, 0.05, 15.0),
         save_interval_seconds=_number(env, "SAVE_INTERVAL_SECONDS", 1.0, 0.0, 60.0),
-        max_reply_seconds=_number(env, "MAX_REPLY_SECONDS", 600.0, 1.0, 86_400.0),
+        max_reply_seconds=_number(env, "MAX_REPLY_SECONDS", DEFAULT_MAX_REPLY_SECONDS, 1.0,
+                                  86_400.0),
         max_reply_chars=_integer(env, "MAX_REPLY_CHARS", 1_000_000, 1),
         cancel_on_disconnect=_flag(env, "CANCEL_ON_DISCONNECT"),
         cookie_secure=_flag(env, "SESSION_COOKIE_SECURE"),

@@ -128,7 +128,7 @@ def database_url(request, tmp_path):
 def test_a_new_database_is_created_at_the_newest_revision(database_url):
     store = Store(database_url)
     store.migrate()
-    assert current_revision(store.engine) == head_revision() == "0006"
+    assert current_revision(store.engine) == head_revision() == "0007"
     assert schema_differences(store) == []
     store.migrate()  # at start-up every worker runs it: the second run changes nothing
     assert store.list_conversations("nobody") == []

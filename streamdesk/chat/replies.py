@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import gevent
 
+from ..settings import DEFAULT_MAX_REPLY_SECONDS
 from ..store import ReplyStatus, Store, StoredReply
 from . import lifecycle
 from .bus import Bus
@@ -34,7 +35,7 @@ Followed = Iterator[tuple[int, Event] | Heartbeat]
 class ReplyPolicy:
     heartbeat_seconds: float = 10.0
     save_interval_seconds: float = 1.0
-    time_limit_seconds: float = 600.0  # MAX_REPLY_SECONDS
+    time_limit_seconds: float = DEFAULT_MAX_REPLY_SECONDS  # MAX_REPLY_SECONDS
     max_chars: int = 1_000_000  # MAX_REPLY_CHARS
 
 

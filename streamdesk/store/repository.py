@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, aliased
 
 from providers import Message, Usage
 
-from ..settings import DEFAULT_POOL_SIZE
+from ..settings import DEFAULT_MAX_REPLY_SECONDS, DEFAULT_POOL_SIZE
 from .api_keys import ApiKeys
 from .engine import make_engines
 from .records import (
@@ -91,14 +91,20 @@ def _message(row: MessageRow, moment) -> StoredMessage:
 
 class Store:
     def __init__(self, database_url: str, *, sqlite_lane: bool = False,
-                 pool_size: int = DEFAULT_POOL_SIZE):
+                 pool_size: int = DEFAULT_POOL_SIZE,
+                 longest_reply_seconds: float = DEFAULT_MAX_REPLY_SECONDS):
         """``sqlite_lane``: in a gevent worker, SQLite's periodic bulk writes (progress
         saves, log checkpoints) go to a native thread (``sqlite_lane.py``). Not for
         PostgreSQL, whose driver already lets the loop run while it waits. ``pool_size``:
-        the connections kept to a database server (engine.py)."""
+        the connections kept to a database server (engine.py). ``longest_reply_seconds``:
+        MAX_REPLY_SECONDS, how long ago a reply still being written may have started."""
         # Write transactions go to ``writer`` (engine.py: on SQLite it waits for the write
         # lock without stopping the worker); reads to ``engine``.
         self.engine, self.writer = make_engines(database_url, pool_size)
+        # The stream cap reads the user's conversations touched since a reply being written
+        # now could have started (each start touches its conversation), a minute to spare.
+        self._replies_started_within = timedelta(
+            seconds=longest_reply_seconds + STALE_STREAMING_SECONDS)
         qmark = self.engine.dialect.paramstyle == "qmark"
         self._stops_since = _STOPS_SINCE.format("?" if qmark else "%(moment)s")
         self._postgresql = self.engine.dialect.name == "postgresql"
@@ -245,7 +251,7 @@ class Store:
                         "title": new_conversation.title, "created_at": moment,
                         "updated_at": moment, **dict.fromkeys(SETTINGS_FIELDS),
                         **new_conversation.settings, **locked})
-            if max_streams is not None and _count_being_written(
+            if max_streams is not None and self._count_being_written(
                     connection, user_id, moment) >= max_streams:
                 raise StreamCapReached(max_streams)
             common = {"conversation_id": conversation_id, "reasoning": "",
@@ -266,7 +272,7 @@ class Store:
         with self.writer.begin() as connection:
             if self._postgresql:
                 connection.execute(select(_USER_LOCK), {"b_user": user_id})
-            if _count_being_written(connection, user_id, moment) >= max_streams:
+            if self._count_being_written(connection, user_id, moment) >= max_streams:
                 raise StreamCapReached(max_streams)
             connection.execute(insert(_API_REPLIES), {"id": reply_id, "user_id": user_id,
                                                       "updated_at": moment})
@@ -288,7 +294,13 @@ class Store:
     def active_streams(self, user_id: str) -> int:
         """Replies of this user being written now, on any instance."""
         with self.engine.connect() as connection:
-            return _count_being_written(connection, user_id, now())
+            return self._count_being_written(connection, user_id, now())
+
+    def _count_being_written(self, connection: Connection, user_id: str,
+                             moment: datetime) -> int:
+        return connection.execute(_COUNT_BEING_WRITTEN, {
+            "b_user": user_id, "b_fresh": _fresh(moment),
+            "b_started": moment - self._replies_started_within}).scalar_one()
 
     def history(self, conversation_id: str) -> list[Message]:
         """The turns to send upstream: every user turn, and every assistant turn that has
@@ -469,10 +481,15 @@ _INSERT_CONVERSATION_LOCKED = _INSERT_CONVERSATION.returning(_USER_LOCK)
 _BEING_WRITTEN = (_MESSAGES.c.status == literal_column("'streaming'"),
                   _MESSAGES.c.updated_at > bindparam("b_fresh"))
 _API_REPLIES = cast(Table, ApiReplyRow.__table__)
-# Page replies and API replies together: MAX_STREAMS_PER_USER counts both.
+# Page replies and API replies together: MAX_STREAMS_PER_USER counts both. A page reply's
+# conversation was touched when the reply started (``start_turn``), since ``b_started`` if it
+# is still being written: the count reads those conversations only (index of 0007), however
+# many the user has.
 _COUNT_BEING_WRITTEN = select(
     select(func.count()).select_from(_MESSAGES.join(_CONVERSATIONS))
-    .where(_CONVERSATIONS.c.user_id == bindparam("b_user"), *_BEING_WRITTEN).scalar_subquery()
+    .where(_CONVERSATIONS.c.user_id == bindparam("b_user"),
+           _CONVERSATIONS.c.updated_at > bindparam("b_started"), *_BEING_WRITTEN)
+    .scalar_subquery()
     + select(func.count()).select_from(_API_REPLIES)
     .where(_API_REPLIES.c.user_id == bindparam("b_user"),
            _API_REPLIES.c.updated_at > bindparam("b_fresh")).scalar_subquery())
@@ -497,8 +514,5 @@ def _fresh(moment: datetime) -> datetime:
     return moment - timedelta(seconds=STALE_STREAMING_SECONDS)
 
 
-def _count_being_written(connection: Connection, user_id: str, moment: datetime) -> int:
-    return connection.execute(_COUNT_BEING_WRITTEN,
-                              {"b_user": user_id, "b_fresh": _fresh(moment)}).scalar_one()
 
 

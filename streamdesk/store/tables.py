@@ -24,7 +24,7 @@ class Base(DeclarativeBase):
 class ConversationRow(Base):
     __tablename__ = "conversations"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    user_id: Mapped[str] = mapped_column(String(128))
     title: Mapped[str] = mapped_column(String(200))
     model: Mapped[str] = mapped_column(String(200))
     # Per-conversation settings; None means the model's own default.
@@ -33,6 +33,11 @@ class ConversationRow(Base):
     max_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, index=True)
+
+    # A user's conversations by when they were last touched: the stream cap reads only those
+    # touched since the longest reply could have started, the sidebar lists them newest first
+    # (0007).
+    __table_args__ = (Index("ix_conversations_user_updated", "user_id", "updated_at"),)
 
 
 SETTINGS_FIELDS = ("system", "temperature", "max_tokens")

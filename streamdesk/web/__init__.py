@@ -40,7 +40,8 @@ def create_app(config: Mapping[str, str] | None = None, *, registry: Registry | 
     settings = load_settings(env)
     registry = registry or build_registry(env)
     store = Store(settings.database_url, sqlite_lane=_in_gevent_worker(),
-                  pool_size=settings.database_pool_size)
+                  pool_size=settings.database_pool_size,
+                  longest_reply_seconds=settings.max_reply_seconds)
     store.migrate()
 
     # The static route is added below, so that it too says who may call it.
