@@ -57,21 +57,25 @@ HEARTBEAT = Heartbeat()
 Event = Meta | Delta | UsageReport | Failed | Done | Heartbeat
 
 
+# One encoder for every event: json.dumps with an option builds a new JSONEncoder per call
+# (2.1 µs against 1.3 µs for a delta, once per piece of every reply with Redis).
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def event_to_json(event: Event) -> str:
     """A compact form for other workers (Redis): the typed event, not its wire format."""
     if type(event) is Delta:
-        return json.dumps(["d", event.field, event.text], ensure_ascii=False)
+        return _to_json(["d", event.field, event.text])
     if isinstance(event, Meta):
-        return json.dumps(["m", event.conversation_id, event.user_message_id, event.message_id,
-                           event.model, event.omitted_messages], ensure_ascii=False)
+        return _to_json(["m", event.conversation_id, event.user_message_id, event.message_id,
+                         event.model, event.omitted_messages])
     if isinstance(event, UsageReport):
         usage = event.usage
-        return json.dumps(["u", usage.prompt_tokens, usage.completion_tokens,
-                           usage.total_tokens])
+        return _to_json(["u", usage.prompt_tokens, usage.completion_tokens, usage.total_tokens])
     if isinstance(event, Failed):
-        return json.dumps(["f", event.code, event.message], ensure_ascii=False)
+        return _to_json(["f", event.code, event.message])
     if isinstance(event, Done):
-        return json.dumps(["x", event.finish_reason, str(event.status)])
+        return _to_json(["x", event.finish_reason, str(event.status)])
     raise TypeError(f"not a stored event: {event!r}")
 
 
