@@ -512,7 +512,3 @@ _SAVE_PROGRESS = (update(_MESSAGES)
 
 def _fresh(moment: datetime) -> datetime:
     return moment - timedelta(seconds=STALE_STREAMING_SECONDS)
-
-
-
-
