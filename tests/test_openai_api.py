@@ -22,7 +22,7 @@ from providers import ChatRequest, Message
 from streamdesk.chat.api_turn import ApiReply, PreparedApiTurn
 from streamdesk.chat.events import Delta, Done
 from streamdesk.chat.observer import ReplyObserver
-from streamdesk.store import ReplyStatus, Store
+from streamdesk.store import ReplyStatus, Store, StreamCapReached
 from tests.conftest import AppServer, streamed_text
 from tests.fakes import FakeProvider
 from tests.standins import ernie_server as ernie
@@ -346,6 +346,32 @@ def test_a_piece_that_comes_while_a_heartbeat_is_written_waits_for_its_end(tmp_p
     written.append(next(events))
     assert written == ["drained", "heartbeat", Delta("text", "second")]
     events.close()
+
+
+def test_an_api_reply_counts_against_the_stream_cap_while_its_model_is_silent(
+        tmp_path, monkeypatch):
+    """A model may think for minutes without a word: its API reply still counts against
+    MAX_STREAMS_PER_USER all that time. (Its row used to be touched only as pieces came, so a
+    minute of silence made the cap forget it.) The staleness and the touch are made short."""
+    monkeypatch.setattr("streamdesk.store.repository.STALE_STREAMING_SECONDS", 0.3)
+    monkeypatch.setattr("streamdesk.chat.api_turn.TOUCH_EVERY_SECONDS", 0.05)
+    store = Store(f"sqlite:///{tmp_path / 'silent.sqlite3'}")
+    store.migrate()
+    store.start_api_reply("alice", "r1", max_streams=1)
+    fake, thinking = FakeProvider(), Gate()
+    fake.enqueue([thinking, "Thought it through."])
+    reply = alices_api_reply(store, fake, heartbeat_seconds=0)  # an answer sent whole
+    answer = gevent.spawn(list, reply.events())
+    silent_until = time.monotonic() + 1.0  # three times as long as a row stays fresh
+    while time.monotonic() < silent_until:
+        assert store.active_streams("alice") == 1
+        with pytest.raises(StreamCapReached):
+            store.start_api_reply("alice", "r2", max_streams=1)
+        gevent.sleep(0.05)  # the model's silence goes on
+    thinking.set()
+    events = answer.get(timeout=5)
+    assert "".join(e.text for e in events if isinstance(e, Delta)) == "Thought it through."
+    assert store.active_streams("alice") == 0
 
 
 class Overheard(httpx2.BaseTransport):

@@ -6,8 +6,8 @@ the call is no conversation of the user's. The rules are the page's all the same
 operator's system prompt first (the caller's own only when it is not locked), the history
 fitted to the model, the text cleaned (``model_text.py``), ``MAX_REPLY_CHARS`` and
 ``MAX_REPLY_SECONDS``, and the stream cap, which counts the call while it runs (a row in
-``api_replies``, ended whatever happens). The observer reports it like any reply (metrics,
-the reply log).
+``api_replies``, touched by a timer while the call runs, silences included, and ended whatever
+happens). The observer reports it like any reply (metrics, the reply log).
 
 ``ApiReply.events`` yields typed events (``events.py``): pieces and usage as they come, then
 ``Failed`` if the reply failed and ``Done`` last. It runs on the caller's greenlet, so the
@@ -48,7 +48,7 @@ from .turn import OperatorRules, choose_model, fit_history, system_prompt
 log = logging.getLogger(__name__)
 
 # A row of api_replies stops counting once untouched this long (STALE_STREAMING_SECONDS, 60):
-# a long reply touches its row this often.
+# a running reply touches its row this often, whether or not its model is writing.
 TOUCH_EVERY_SECONDS = 20.0
 # How soon a departed caller's reply is looked at again when it was not waiting (it was
 # writing, or in the database): it waits again within a chunk.
@@ -104,10 +104,10 @@ class ApiReply:
         self.waiting: greenlet | None = None
         self.ended = False
         self.cancelled = False  # the caller left: nobody is told how it ended
-        # Past it, the next chunk first catches up: with the time limit, the row's touch or a
-        # heartbeat being written. One comparison per chunk for all three.
+        # Past it, the next chunk first catches up: with the time limit or a heartbeat being
+        # written. One comparison per chunk for both.
         self.due = 0.0
-        self._deadline = self._touch_at = 0.0
+        self._deadline = 0.0
         self._first: gevent.Greenlet | None = None
         self._beat: Callable[[], object] | None = None
         self._beating: gevent.Greenlet | None = None
@@ -148,18 +148,28 @@ class ApiReply:
             self._beating = None
 
     def _catch_up(self, moment: float) -> Failed | None:
-        """Before a chunk goes on: a heartbeat's write ends first, the row is touched when
-        due, and past the time limit the reply ends (``TIME_LIMIT``)."""
+        """Before a chunk goes on: a heartbeat's write ends first, and past the time limit
+        the reply ends (``TIME_LIMIT``)."""
         beating = self._beating
         if beating is not None:
             beating.join()
         if moment > self._deadline:
             return TIME_LIMIT
-        if moment >= self._touch_at:
-            self.store.touch_api_reply(self.reply_id)
-            self._touch_at = moment + TOUCH_EVERY_SECONDS
-        self.due = min(self._deadline, self._touch_at)
+        self.due = self._deadline
         return None
+
+    def _touch_soon(self) -> None:  # on the hub, every TOUCH_EVERY_SECONDS while it runs
+        if not self.ended:
+            gevent.spawn(self._touch)
+
+    def _touch(self) -> None:
+        """The row says the reply still runs. Touched when chunks came, it went stale while
+        a model thought for a minute without a word, and the cap let the user start more."""
+        try:
+            self.store.touch_api_reply(self.reply_id)
+        except Exception as error:  # the next touch comes in TOUCH_EVERY_SECONDS
+            log.warning("touching API reply %s failed (%s)", self.reply_id,
+                        type(error).__name__)
 
     def client_gone(self) -> None:
         """The caller left: the reply ends as cancelled, and its upstream is closed."""
@@ -185,10 +195,10 @@ class ApiReply:
         status = ReplyStatus.INTERRUPTED
         clean_text, clean_reasoning = PieceCleaner().clean, PieceCleaner().clean
         room = self.max_chars
-        started = time.monotonic()
-        self._deadline = started + self.time_limit_seconds
-        self._touch_at = started + TOUCH_EVERY_SECONDS
-        self.due = min(self._deadline, self._touch_at)
+        self._deadline = time.monotonic() + self.time_limit_seconds
+        self.due = self._deadline
+        toucher = gevent.get_hub().loop.timer(TOUCH_EVERY_SECONDS, TOUCH_EVERY_SECONDS)
+        toucher.start(self._touch_soon)
         watch = SilenceWatch(self.heartbeat_seconds, self._silent) if self.heartbeat_seconds \
             else _UNWATCHED
         chunks = self.turn.provider.stream(self.turn.request)
@@ -250,6 +260,7 @@ class ApiReply:
             status, finish_reason, failure = ReplyStatus.ERROR, "error", INTERNAL
         finally:
             self.ended = True
+            toucher.close()
             watch.close()
             if self._beating is not None:  # its write ends before the reply's last ones
                 self._beating.join()
