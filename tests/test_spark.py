@@ -21,6 +21,7 @@ from providers.config import load_config_file
 from providers.retry import NO_RETRIES, RetryPolicy
 from providers.spark_auth import sign_url
 from streamdesk.chat.turn import fit_history
+from tests.certificates import self_signed
 from tests.standins.spark_server import (
     Drop,
     FrameError,
@@ -375,11 +376,7 @@ def test_a_killed_greenlet_closes_the_socket_under_gevent(standin):
 # --- TLS -----------------------------------------------------------------------------------
 
 def test_tls_certificates_are_verified(tmp_path):  # openssl: make os-packages
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
-                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    cert, key = self_signed(tmp_path)
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert, key)
     with SparkStandIn(APP_ID, API_KEY, API_SECRET, tls=server_tls) as server:

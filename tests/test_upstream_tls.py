@@ -4,25 +4,19 @@ The certificate is made with the openssl command (`make os-packages` installs it
 from __future__ import annotations
 
 import ssl
-import subprocess
 
 import pytest
 import requests
 
 from providers.http import Upstream, body_reads
+from tests.certificates import self_signed
 from tests.conftest import AppServer, read_events, streamed_text
 from tests.standins.openai_server import WIDE_PIECE, OpenAIStandIn
 
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
-                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    return cert, key
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
