@@ -24,7 +24,6 @@ import json, sys
 import gevent, psycopg
 from psycopg import waiting
 from streamdesk.store import pg_wait
-from streamdesk.store import Store
 from streamdesk.store.engine import make_engines
 
 url = sys.argv[1]
