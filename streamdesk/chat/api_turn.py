@@ -197,11 +197,13 @@ class ApiReply:
         room = self.max_chars
         self._deadline = time.monotonic() + self.time_limit_seconds
         self.due = self._deadline
-        toucher = gevent.get_hub().loop.timer(TOUCH_EVERY_SECONDS, TOUCH_EVERY_SECONDS)
-        toucher.start(self._touch_soon)
         watch = SilenceWatch(self.heartbeat_seconds, self._silent) if self.heartbeat_seconds \
             else _UNWATCHED
         chunks = self.turn.provider.stream(self.turn.request)
+        # Started where the ``finally`` below is sure to close it: a timer left running would
+        # touch the row of an ended reply for as long as the worker lives.
+        toucher = gevent.get_hub().loop.timer(TOUCH_EVERY_SECONDS, TOUCH_EVERY_SECONDS)
+        toucher.start(self._touch_soon)
         try:
             read = 0
             while True:
