@@ -14,15 +14,17 @@ import ssl
 from collections.abc import Iterator, Mapping
 
 import requests
+import urllib3
 import urllib3.exceptions
 from requests.adapters import DEFAULT_CA_BUNDLE_PATH, HTTPAdapter
 from requests.cookies import RequestsCookieJar
 from requests.utils import get_encoding_from_headers, get_environ_proxies
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.ssl_ import create_urllib3_context
 
+from .chunked import ChunkedBody
 from .errors import (
     ConfigurationError,
     ProviderError,
@@ -110,12 +112,16 @@ def timed_out(error: BaseException) -> bool:
 
 def body_reads(response: requests.Response, size: int = 65_536) -> Iterator[bytes]:
     """A streamed body's bytes as they arrive, whatever its framing: never waiting to fill a
-    size or for the end; the caller catches READ_ERRORS. A chunked body comes chunk by chunk,
-    straight from urllib3's ``read_chunked`` (3-4 µs a chunk cheaper than ``read1``); any
-    other is read with ``read1``, which returns what the connection has. Not a generator of
-    its own: each generator between the socket and the relay is a step per chunk and a level
-    (~0.5 KB) in the saved stack of every waiting reply (docs/benchmarks.md)."""
+    size or for the end; the caller catches READ_ERRORS. A chunked body is read straight
+    from the socket and its framing undone here (``_arrivals``); one with a content
+    coding, or on a SOCKS proxy's connection, chunk by chunk through urllib3's
+    ``read_chunked``; any other is read with ``read1``, which returns what the connection has.
+    Not a generator of its own: each generator between the socket and the relay is a step per
+    chunk and a level (~0.5 KB) in the saved stack of every waiting reply
+    (docs/benchmarks.md)."""
     raw = response.raw
+    if _arrives_chunked(raw):
+        return _arrivals(raw, size)
     if raw.chunked and raw.supports_chunked_reads():
         return raw.read_chunked(None, decode_content=True)
     return iter(functools.partial(raw.read1, size), b"")
@@ -158,6 +164,45 @@ class _SizedMakefile:
 
     def makefile(self, mode: str):
         return self.sock.makefile(mode, buffering=READ_BUFFER_BYTES)
+
+
+def _arrives_chunked(raw: urllib3.HTTPResponse) -> bool:
+    """Whether ``_arrivals`` can read this body: chunked, with no content coding to undo,
+    not read yet, on a connection of ours (a SOCKS proxy's pools have their own)."""
+    raw._init_decoder()
+    return (raw.chunked and raw._decoder is None and raw._fp is not None
+            and raw._fp.fp is not None and isinstance(raw.connection, _PolledNow))
+
+
+def _arrivals(raw: urllib3.HTTPResponse, size: int) -> Iterator[bytes]:
+    """A chunked body's bytes, one receive from the socket at a time, its framing undone by
+    ``ChunkedBody``, until the last chunk and the trailer; then the connection goes back to
+    the pool. Through urllib3's ``read_chunked`` each chunk took a buffered read of its size
+    line, two more of its data and its end, and a decoder step: ~2.4 µs more CPU per chunk
+    (docs/benchmarks.md); and it waited for the whole of a chunk, where this passes on what
+    came. urllib3's own ``_error_catcher`` turns what the socket raises into urllib3's errors
+    (READ_ERRORS), as for its own reads, and drops the connection unless the body ended."""
+    body = ChunkedBody()
+    # http.client may have read the first bytes of the body with the headers: this one read1
+    # empties its buffer (READ_BUFFER_BYTES, smaller than size), and every later read goes
+    # to the socket itself, past http.client's layers.
+    receive = raw._fp.fp.read1
+    connection = raw.connection
+    with raw._error_catcher():
+        while not body.ended:
+            data = receive(size)
+            receive = connection.sock.recv
+            if not data:
+                raise ProtocolError("Response ended before its last chunk")
+            data = body.feed(data)
+            if data:
+                yield data
+            if body.failure:
+                raise body.failure
+        if body.excess:  # bytes after the body: this connection is out of step
+            connection.close()
+        # Closed, the response hands its connection back to the pool as the catcher exits.
+        raw._fp.close()
 
 
 class _HTTPConnection(_PolledNow, HTTPConnection):

@@ -278,6 +278,23 @@ def test_a_redirect_is_an_error_and_is_not_followed(upstream):
     assert [r["target"] for r in upstream.requests] == ["/v1/chat/completions"]
 
 
+def test_chunk_extensions_a_trailer_and_framing_in_writes_of_its_own_are_read_whole(upstream):
+    provider = make_provider(upstream)
+    text, _, usage, finish = collect(provider.stream(ask("chunk-framing")))
+    assert text == "Echo: hello [1 messages]" and usage.total_tokens == 18 and finish == "stop"
+    collect(provider.stream(ask("echo")))  # the trailer read, the connection is in step
+    assert len({r["client_port"] for r in upstream.requests}) == 1
+
+
+def test_a_chunk_size_that_is_not_a_number_breaks_the_reply_off(upstream):
+    chunks = make_provider(upstream).stream(ask("bad-chunk-size"))
+    assert next(chunks).text == "partial "
+    with pytest.raises(ProviderError) as caught:
+        collect(chunks)
+    assert caught.value.code == "interrupted"
+    assert str(caught.value) == "The connection to test broke mid-reply."
+
+
 def test_connections_are_reused_between_replies(upstream):
     provider = make_provider(upstream)
     for _ in range(3):

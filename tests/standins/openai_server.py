@@ -39,6 +39,10 @@ the behaviour, so one server can back both the provider tests and the app under 
                            (``hung_up`` is set once it is closed)
   redirect                 307 to another path of this server (a redirect keeps the POST)
   wide                     "Wide: " then one delta of WIDE_PIECE (~15 KB: many reads' worth)
+  chunk-framing            the echo, each HTTP chunk's size line (upper-case hexadecimal with
+                           leading zeros and a chunk extension), data and end in writes of
+                           their own, and a trailer field after the last chunk
+  bad-chunk-size           one delta, then a chunk whose size is "-1A"
 
 ``OpenAIStandIn(tls=context)`` serves HTTPS with that context.
 """
@@ -235,6 +239,11 @@ class _Handler(BaseHTTPRequestHandler):
             pieces = [p for payload in XSS_PAYLOADS for p in (payload, "\n\n")]
             return self._events([chunk({"content": p}) for p in pieces] + [chunk(finish="stop")],
                                 done=True)
+        if model == "chunk-framing":
+            return self._chunk_framing(body)
+        if model == "bad-chunk-size":
+            self._events([chunk({"content": "partial "})])
+            return self.wfile.write(b"-1A\r\n" + b"x" * 26 + b"\r\n")
         if model == "wide":
             return self._events([chunk({"role": "assistant", "content": ""}),
                                  chunk({"content": "Wide: "}), chunk({"content": WIDE_PIECE}),
@@ -268,6 +277,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(b"data:" + json.dumps(chunk(finish="stop")).encode() + b"\n\n")
         self._send(b"data:" + json.dumps(USAGE).encode() + b"\n\ndata:[DONE]\n\n")
         self._end()
+
+    def _chunk_framing(self, body: dict) -> None:
+        for event in self._echo(body) + ["[DONE]"]:
+            data = event if isinstance(event, str) else json.dumps(event)
+            data = b"data: " + data.encode() + b"\n\n"
+            self.wfile.write(b'%06X;name="value"\r\n' % len(data))
+            self.wfile.write(data)
+            self.wfile.write(b"\r\n")
+        self.wfile.write(b"0\r\nX-Stand-In: trailer\r\n")
+        self.wfile.write(b"\r\n")
 
     def _unchunked(self) -> None:
         self.send_response(200)
