@@ -10,6 +10,10 @@ The decoder follows the WHATWG rules (HTML, "Parsing an event stream"). Its subt
 * We split before we decode, so a multi-byte UTF-8 character split across reads is whole
   by the time its line is decoded.
 * A blank line dispatches; an event still open when the stream ends is discarded.
+* Vendor bytes are hostile input: a line that never ends, or data lines that never reach a
+  blank one, would grow without bound (and a line joined read by read costs ever more CPU).
+  A line, or an event's data, past MAX_EVENT_BYTES ends the reply with an ``UpstreamError``;
+  real services send events of a few hundred bytes.
 
 ``static/sse.js`` is the browser's mirror of this decoder; keep the two in step. The tests also
 use it to read StreamDesk's own stream, exactly as a client would.
@@ -20,7 +24,18 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from .errors import UpstreamError
+
 _BOM = b"\xef\xbb\xbf"
+
+# What one line, or one event's data, may take: 1 MiB.
+MAX_EVENT_BYTES = 1 << 20
+
+
+class EventTooLarge(UpstreamError):
+    default_message = ("The model service sent an event larger than 1 MiB; the reply was "
+                       "ended there.")
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -39,11 +54,15 @@ class SSEDecoder:
     CR at the end of one read and the LF at the start of the next as two line breaks.)"""
 
     def __init__(self) -> None:
-        self._pending = b""  # an unfinished line carried over to the next read
+        # An unfinished line carried over to the next read, in the reads that brought it:
+        # joined only once its end comes, so a long line costs no more than its bytes.
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._after_cr = False  # the last read ended in CR: a leading LF belongs to it
         self._at_start = True  # a BOM is stripped only at the start of the stream
         self._event_type = ""
         self._data: list[str] = []
+        self._data_bytes = 0  # the size of the data lines in _data
         self._last_id = ""
         self._retry: int | None = None
 
@@ -55,12 +74,21 @@ class SSEDecoder:
             data = data[1:]
         last = data[-1:]
         self._after_cr = last == b"\r"
+        ends_line = last == b"\n" or self._after_cr
+        if not ends_line and b"\n" not in data and b"\r" not in data:  # the line goes on
+            self._pending_bytes += len(data)
+            if self._pending_bytes > MAX_EVENT_BYTES:
+                raise EventTooLarge()
+            self._pending.append(data)
+            return []
+        if self._pending:
+            self._pending.append(data)
+            data, self._pending, self._pending_bytes = b"".join(self._pending), [], 0
         # bytes.splitlines breaks at CRLF, LF and CR only (str.splitlines would not do).
-        lines = (self._pending + data).splitlines()
-        if last == b"\n" or last == b"\r":
-            self._pending = b""
-        else:  # the last line goes on in the next read
-            self._pending = lines.pop() if lines else b""
+        lines = data.splitlines()
+        if not ends_line:  # the last line goes on in the next read
+            rest = lines.pop()
+            self._pending, self._pending_bytes = [rest], len(rest)
         events = []
         for line in lines:
             event = self.feed_line(line)
@@ -81,6 +109,9 @@ class SSEDecoder:
         if colon and value.startswith(b" "):
             value = value[1:]
         if name == b"data":
+            self._data_bytes += len(value)
+            if self._data_bytes > MAX_EVENT_BYTES:
+                raise EventTooLarge()
             self._data.append(value.decode("utf-8", "replace"))
         elif name == b"event":
             self._event_type = value.decode("utf-8", "replace")
@@ -94,7 +125,7 @@ class SSEDecoder:
 
     def _dispatch(self) -> Event | None:
         data, event_type = self._data, self._event_type
-        self._data, self._event_type = [], ""
+        self._data, self._event_type, self._data_bytes = [], "", 0
         if not data:
             return None
         return Event(event_type or "message", "\n".join(data), self._last_id, self._retry)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from providers.sse import Event, SSEDecoder
+from providers.sse import MAX_EVENT_BYTES, Event, EventTooLarge, SSEDecoder
 from streamdesk.chat.events import HEARTBEAT, Delta
 from streamdesk.web.disconnect import end_when_gone, stop_when_gone
 from streamdesk.web.sse import PING, EventStream, encode, encode_delta
@@ -82,6 +82,46 @@ def test_json_split_mid_object_across_many_reads():
 
 def test_leading_bom_is_stripped_once():
     assert [e.data for e in decode_all(b"\xef\xbb\xbfdata: x\n\n")] == ["x"]
+
+
+def test_every_cut_of_a_stream_into_two_reads_gives_the_same_events():
+    stream = (b"\xef\xbb\xbfdata: one\r\n\r\n: comment\nevent: named\ndata: two\rdata: 2\r\r"
+              + "data: 流式\n\n".encode() + b"id: 7\ndata: three\r\n\r\n")
+    whole = [(e.event, e.data, e.id) for e in decode_all(stream)]
+    assert whole == [("message", "one", ""), ("named", "two\n2", ""),
+                     ("message", "流式", ""), ("message", "three", "7")]
+    for cut in range(1, len(stream)):
+        assert [(e.event, e.data, e.id) for e in decode_all(stream[:cut], stream[cut:])] == whole
+
+
+def test_a_line_longer_than_the_limit_ends_the_stream_at_the_limit():
+    decoder = SSEDecoder()
+    read = b"data: " + b"x" * 65_530
+    with pytest.raises(EventTooLarge):
+        for _ in range(MAX_EVENT_BYTES // 65_530 + 2):
+            assert decoder.feed(read) == []
+
+
+def test_data_lines_that_never_reach_a_blank_line_end_the_stream_at_the_limit():
+    decoder = SSEDecoder()
+    read = b"data: " + b"x" * 65_530 + b"\n"
+    with pytest.raises(EventTooLarge) as refused:
+        for _ in range(MAX_EVENT_BYTES // 65_530 + 2):
+            assert decoder.feed(read) == []
+    assert refused.value.code == "upstream_error"
+    assert "larger than 1 MiB" in refused.value.message
+
+
+def test_events_of_any_total_size_pass_when_each_is_under_the_limit():
+    decoder = SSEDecoder()
+    event = b"data: " + b"x" * 65_530 + b"\n\n"
+    count = MAX_EVENT_BYTES // len(event) * 2
+    assert sum(len(decoder.feed(event)) for _ in range(count)) == count
+    # a line just under the limit, in many reads
+    line = b"data: " + b"y" * (MAX_EVENT_BYTES - 6)
+    pieces = [line[i:i + 1000] for i in range(0, len(line), 1000)] + [b"\n\n"]
+    events = [event for piece in pieces for event in decoder.feed(piece)]
+    assert [len(event.data) for event in events] == [MAX_EVENT_BYTES - 6]
 
 
 def test_feed_line_accepts_lines_from_iter_lines():

@@ -16,7 +16,7 @@ MAX_REPLY_CHARS = 5000
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request, upstream, tmp_path_factory):
     env = {"OPENAI_BASE_URL": upstream.url, "OPENAI_API_KEY": "sk-vendor-bytes-test",
-           "OPENAI_MODELS": "surrogates,flood,split-crlf-error",
+           "OPENAI_MODELS": "surrogates,flood,split-crlf-error,endless-line",
            "DEFAULT_MODEL": "openai/surrogates", "MAX_REPLY_CHARS": str(MAX_REPLY_CHARS)}
     if request.param == "postgresql":
         env["DATABASE_URL"] = request.getfixturevalue("postgres_url")
@@ -60,6 +60,16 @@ def test_an_in_band_error_cut_between_reads_reaches_the_browser_with_its_words(s
     error = next(data for _, name, data in events if name == "error")
     assert error["code"] == "upstream_error" and "quota used up mid-reply" in error["message"]
     assert saved["content"] == "partial " and saved["status"] == "error"
+
+
+def test_a_line_that_never_ends_is_cut_off_at_1_mib_with_the_reply_before_it_kept(
+        server, fresh_upstream):
+    events, saved = chat(server, "openai/endless-line")
+    error = next(data for _, name, data in events if name == "error")
+    assert error["code"] == "upstream_error" and "larger than 1 MiB" in error["message"]
+    assert events[-1][1:] == ("done", {"finish_reason": "error", "status": "error"})
+    assert deltas(events) == saved["content"] == "partial " and saved["status"] == "error"
+    assert fresh_upstream.disconnected.wait(5)  # the upstream connection was closed
 
 
 @pytest.mark.parametrize("method, path, body, status", [

@@ -43,6 +43,8 @@ the behaviour, so one server can back both the provider tests and the app under 
                            leading zeros and a chunk extension), data and end in writes of
                            their own, and a trailer field after the last chunk
   bad-chunk-size           one delta, then a chunk whose size is "-1A"
+  endless-line             one delta, then a data line that never ends (64 KB a write) until
+                           the client leaves
 
 ``OpenAIStandIn(tls=context)`` serves HTTPS with that context.
 """
@@ -244,6 +246,12 @@ class _Handler(BaseHTTPRequestHandler):
         if model == "bad-chunk-size":
             self._events([chunk({"content": "partial "})])
             return self.wfile.write(b"-1A\r\n" + b"x" * 26 + b"\r\n")
+        if model == "endless-line":
+            self._events([chunk({"content": "partial "})])
+            self._send(b'data: {"choices": [{"index": 0, "delta": {"content": "')
+            for _ in range(2_000):  # ~128 MB; the client leaves long before
+                self._send(b"x" * 65_536)
+            return self._end()
         if model == "wide":
             return self._events([chunk({"role": "assistant", "content": ""}),
                                  chunk({"content": "Wide: "}), chunk({"content": WIDE_PIECE}),
