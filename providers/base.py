@@ -35,9 +35,11 @@ class Usage:
         }
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made for every piece of every reply, and a frozen dataclass's __init__
+# sets each field through object.__setattr__, at ~3x the cost (docs/benchmarks.md).
+@dataclass(slots=True)
 class Chunk:
-    """One piece of a reply. Usually exactly one field is set."""
+    """One piece of a reply. Usually exactly one field is set. Treat it as read-only."""
 
     text: str = ""
     reasoning: str = ""

@@ -37,7 +37,7 @@ class EventTooLarge(UpstreamError):
                        "ended there.")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as providers.Chunk: one is made for every event
 class Event:
     event: str = "message"
     data: str = ""
