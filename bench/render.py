@@ -122,9 +122,10 @@ def _measure(browser, url: str, tokens: int, rate: float, doc: str, out: Path,
     page.add_init_script(LONGTASK_OBSERVER)
     page.goto(url)
     page.wait_for_selector("#input")
-    # The model list arrives by fetch; the bench model is the app's default.
-    page.wait_for_function("document.querySelector('#model') === null || "
-                           "document.querySelector('#model').options.length > 0", timeout=15000)
+    # The model list arrives by fetch; the bench model is the app's default. (Not
+    # wait_for_function: once it has to poll, it compiles its predicate with eval, which the
+    # page's Content-Security-Policy refuses.)
+    page.locator("#model option").first.wait_for(state="attached", timeout=15000)
     time.sleep(1.0)  # let the page settle: its own start-up tasks are not the reply's
     cdp = context.new_cdp_session(page)
     cdp.send("Performance.enable")
