@@ -11,7 +11,7 @@ import functools
 import http.client
 import os
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import requests
 import urllib3
@@ -178,20 +178,23 @@ def _arrivals(raw: urllib3.HTTPResponse, size: int) -> Iterator[bytes]:
     """A chunked body's bytes, one receive from the socket at a time, its framing undone by
     ``ChunkedBody``, until the last chunk and the trailer; then the connection goes back to
     the pool. Through urllib3's ``read_chunked`` each chunk took a buffered read of its size
-    line, two more of its data and its end, and a decoder step: ~2.4 µs more CPU per chunk
-    (docs/benchmarks.md); and it waited for the whole of a chunk, where this passes on what
-    came. urllib3's own ``_error_catcher`` turns what the socket raises into urllib3's errors
-    (READ_ERRORS), as for its own reads, and drops the connection unless the body ended."""
+    line, two more of its data and its end, and a decoder step: 4-9 µs more CPU per relayed
+    chunk under load (docs/benchmarks.md); and it waited for the whole of a chunk, where this
+    passes on what came. urllib3's own ``_error_catcher`` turns what the socket raises into
+    urllib3's errors (READ_ERRORS), as for its own reads, and drops the connection unless the
+    body ended."""
+    response, connection = raw._fp, raw.connection
+    assert response is not None and connection is not None  # _arrives_chunked
+    sock = connection.sock
     body = ChunkedBody()
     # http.client may have read the first bytes of the body with the headers: this one read1
     # empties its buffer (READ_BUFFER_BYTES, smaller than size), and every later read goes
     # to the socket itself, past http.client's layers.
-    receive = raw._fp.fp.read1
-    connection = raw.connection
+    receive: Callable[[int], bytes] = response.fp.read1
     with raw._error_catcher():
         while not body.ended:
             data = receive(size)
-            receive = connection.sock.recv
+            receive = sock.recv
             if not data:
                 raise ProtocolError("Response ended before its last chunk")
             data = body.feed(data)
@@ -202,7 +205,7 @@ def _arrivals(raw: urllib3.HTTPResponse, size: int) -> Iterator[bytes]:
         if body.excess:  # bytes after the body: this connection is out of step
             connection.close()
         # Closed, the response hands its connection back to the pool as the catcher exits.
-        raw._fp.close()
+        response.close()
 
 
 class _HTTPConnection(_PolledNow, HTTPConnection):
