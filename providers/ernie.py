@@ -45,7 +45,7 @@ from .errors import (
     redact,
 )
 from .retry import RetryPolicy, retry_before_first_chunk
-from .sse import read_events
+from .sse import MAX_EVENT_BYTES, EventTooLarge, read_events
 from .watched import untime_response, untimed_after_first
 
 TYPE = "ernie"
@@ -237,8 +237,10 @@ class ErnieProvider(Provider):
         head = b""  # the reads up to the first one that is not only whitespace
         for data in reads:
             head += data
-            if head.strip():
+            if data.strip():
                 break
+            if len(head) > MAX_EVENT_BYTES:  # blank lines and nothing else: hostile
+                raise EventTooLarge()
         if not head.strip():
             raise StreamInterruptedError(f"{self.name} closed the connection without a reply.")
         if is_json or head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{"):

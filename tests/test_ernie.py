@@ -28,6 +28,7 @@ from tests.standins.ernie_server import (
     SECRET_KEY,
     TOKEN_PATH,
     ErnieStandIn,
+    blank,
     cut,
     endless,
     error,
@@ -413,6 +414,13 @@ def test_stream_without_is_end_is_reported_as_interrupted(server, abrupt):
     with pytest.raises(ProviderError) as caught:
         list(stream)
     assert caught.value.code == "interrupted"
+
+
+def test_a_body_of_blank_lines_alone_is_given_up_at_1_mib(server):
+    server.script.append(blank())
+    error_ = failure(make_provider(server), ask("hi"))
+    assert error_.code == "upstream_error" and "larger than 1 MiB" in error_.message
+    assert server.disconnected.wait(5)
 
 
 @pytest.mark.parametrize("status, expected, attempts", [

@@ -79,6 +79,11 @@ def endless() -> dict:
     return {"kind": "endless"}
 
 
+def blank() -> dict:
+    """Blank lines, 64 KB a write, and nothing else until the client goes away."""
+    return {"kind": "blank"}
+
+
 def stall(*pieces: str) -> dict:
     """Some pieces, then silence until ``release`` is set."""
     return {"kind": "stall", "pieces": pieces or ("开始",)}
@@ -319,6 +324,12 @@ class _Handler(BaseHTTPRequestHandler):
         while not self.server.release.wait(0.01):  # paces the stand-in, not the test
             self._write(_event(index, "字", False, "\n"))
             index += 1
+        self._end_stream()
+
+    def _answer_blank(self, answer: dict, body: dict) -> None:
+        self._start_stream()
+        for _ in range(2_000):  # ~128 MB; the client leaves long before
+            self._write(b"\n" * 65_536)
         self._end_stream()
 
     def _answer_stall(self, answer: dict, body: dict) -> None:
