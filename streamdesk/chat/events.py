@@ -23,7 +23,7 @@ class Meta:
     omitted_messages: int  # stored turns left out of what the model was sent
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as providers.Chunk: one per piece a follower reads
 class Delta:
     field: str  # "text" or "reasoning"
     text: str
