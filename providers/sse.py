@@ -33,8 +33,8 @@ MAX_EVENT_BYTES = 1 << 20
 
 
 class EventTooLarge(UpstreamError):
-    default_message = ("The model service sent an event larger than 1 MiB; the reply was "
-                       "ended there.")
+    default_message = (f"The model service sent an event larger than {MAX_EVENT_BYTES >> 20} "
+                       "MiB; the reply was ended there.")
 
 
 @dataclass(slots=True)  # not frozen, as providers.Chunk: one is made for every event
